@@ -1,0 +1,168 @@
+/**
+ * Waiting on a word of shared memory: the one place where dmabuf spins, blocks and waits
+ * asynchronously. Internal.
+ *
+ * Policy (DESIGN principle 4): spin on `Atomics.load` for a bounded number of iterations (the
+ * cross-core floor is well under a microsecond), then block with `Atomics.wait` (sync) or wait with
+ * `Atomics.waitAsync` (async). An async wait holds a ref'd handle for as long as it is pending,
+ * because a pending `Atomics.waitAsync` alone does not keep Node's event loop alive.
+ *
+ * Both fast paths can be switched off ({@link setWaitPolicy}); tests drive every combination.
+ */
+
+import { DmaBufError } from '../errors.js';
+
+export interface WaitPolicy {
+  /** Iterations of `Atomics.load` before a sync wait blocks. 0 disables spinning. */
+  spinSync: number;
+  /** Iterations before an async wait parks. Spinning stalls the event loop, so keep it short. */
+  spinAsync: number;
+  /** Use `Atomics.waitAsync` when present; when false (or missing), poll with timers. */
+  useWaitAsync: boolean;
+}
+
+const policy: WaitPolicy = { spinSync: 4096, spinAsync: 256, useWaitAsync: true };
+
+/** Reads the current wait policy (a copy). */
+export function getWaitPolicy(): WaitPolicy {
+  return { ...policy };
+}
+
+/** Changes the wait policy of this thread. Returns the previous one. */
+export function setWaitPolicy(p: Partial<WaitPolicy>): WaitPolicy {
+  const old = { ...policy };
+  Object.assign(policy, p);
+  return old;
+}
+
+const hasWaitAsync = typeof (Atomics as any).waitAsync === 'function';
+
+// ---- keep-alive ----------------------------------------------------------------------------------
+// One long interval timer per thread, held while any async wait is pending.
+let keepAliveCount = 0;
+let keepAliveTimer: ReturnType<typeof setInterval> | undefined;
+
+/** Holds the event loop open until the matching {@link releaseKeepAlive}. */
+export function holdKeepAlive(): void {
+  if (keepAliveCount++ === 0) keepAliveTimer = setInterval(noop, 0x3fffffff);
+}
+
+export function releaseKeepAlive(): void {
+  if (--keepAliveCount === 0 && keepAliveTimer !== undefined) {
+    clearInterval(keepAliveTimer);
+    keepAliveTimer = undefined;
+  }
+}
+
+function noop(): void {}
+
+/** Spins until `arr[index] !== value` or the budget runs out. True when the word changed. */
+export function spinWhileEquals(arr: Int32Array, index: number, value: number, spins: number): boolean {
+  for (let i = 0; i < spins; i++) {
+    if (Atomics.load(arr, index) !== value) return true;
+  }
+  return Atomics.load(arr, index) !== value;
+}
+
+/**
+ * Blocks the calling thread while `arr[index] === value`, for at most `timeoutMs` (Infinity
+ * allowed). Returns true when the word changed, false on timeout. Throws EDEADLK-free: where the
+ * runtime forbids blocking (a browser main thread) it throws EPERM.
+ *
+ * `waiters`, when given, is a counter word incremented around the blocking wait so that the
+ * writer can skip `Atomics.notify` when nobody sleeps.
+ */
+export function waitWhileEqualsSync(
+  arr: Int32Array,
+  index: number,
+  value: number,
+  timeoutMs: number,
+  waiters = -1,
+): boolean {
+  if (spinWhileEquals(arr, index, value, policy.spinSync)) return true;
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const left = deadline - performance.now();
+    if (left <= 0) return Atomics.load(arr, index) !== value;
+    if (waiters >= 0) Atomics.add(arr, waiters, 1);
+    let r: string;
+    try {
+      r = Atomics.wait(arr, index, value, left === Infinity ? undefined : left);
+    } catch (e) {
+      throw new DmaBufError('EPERM', `blocking waits are not allowed on this thread (${String(e)})`);
+    } finally {
+      if (waiters >= 0) Atomics.sub(arr, waiters, 1);
+    }
+    if (r === 'not-equal' || Atomics.load(arr, index) !== value) return true;
+    if (r === 'timed-out') return false;
+  }
+}
+
+/**
+ * Waits asynchronously while `arr[index] === value`. Resolves true when the word changed, false
+ * on timeout; rejects with ERESTARTSYS when `signal` aborts. Holds a ref'd handle while pending
+ * unless `keepAlive` is false.
+ */
+export async function waitWhileEqualsAsync(
+  arr: Int32Array,
+  index: number,
+  value: number,
+  timeoutMs: number,
+  opts: { signal?: AbortSignal; waiters?: number; keepAlive?: boolean } = {},
+): Promise<boolean> {
+  if (spinWhileEquals(arr, index, value, policy.spinAsync)) return true;
+  const { signal, waiters = -1, keepAlive = true } = opts;
+  if (signal?.aborted) throw interrupted();
+  const deadline = performance.now() + timeoutMs;
+  if (keepAlive) holdKeepAlive();
+  if (waiters >= 0) Atomics.add(arr, waiters, 1);
+  try {
+    for (;;) {
+      if (Atomics.load(arr, index) !== value) return true;
+      const left = deadline - performance.now();
+      if (left <= 0) return false;
+      if (signal?.aborted) throw interrupted();
+      if (hasWaitAsync && policy.useWaitAsync) {
+        const res = (Atomics as any).waitAsync(arr, index, value, left === Infinity ? undefined : left);
+        if (res.async) {
+          if (signal === undefined) await res.value;
+          else await raceAbort(res.value, signal, arr, index);
+        }
+      } else {
+        await sleep(Math.min(left, 1));
+      }
+    }
+  } finally {
+    if (waiters >= 0) Atomics.sub(arr, waiters, 1);
+    if (keepAlive) releaseKeepAlive();
+  }
+}
+
+function raceAbort(p: Promise<unknown>, signal: AbortSignal, arr: Int32Array, index: number): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => {
+      // Wake the pending waitAsync so that it does not linger; other waiters re-check and sleep.
+      Atomics.notify(arr, index);
+      reject(interrupted());
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
+export function interrupted(): DmaBufError {
+  return new DmaBufError('ERESTARTSYS', 'wait interrupted by AbortSignal');
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
