@@ -70,7 +70,8 @@ export interface SerializedError {
 }
 
 export function serializeError(e: unknown): SerializedError {
-  if (e instanceof DmaBufError) return { code: e.code, message: e.message.slice(e.code.length + 2) };
+  if (e instanceof DmaBufError)
+    return { code: e.code, message: e.message.slice(e.code.length + 2) };
   if (e instanceof Error) return { code: 'EIO', message: `${e.name}: ${e.message}` };
   return { code: 'EIO', message: String(e) };
 }
@@ -107,7 +108,8 @@ export function checkFlags(value: unknown, valid: number, what: string): number 
 
 /** Short, safe description of an arbitrary value for error messages. */
 export function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+  if (typeof value === 'string')
+    return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
   if (typeof value === 'bigint') return `${value}n`;
   if (value === null || typeof value !== 'object') return String(value);
   return Object.prototype.toString.call(value);

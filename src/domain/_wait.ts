@@ -57,7 +57,12 @@ export function releaseKeepAlive(): void {
 function noop(): void {}
 
 /** Spins until `arr[index] !== value` or the budget runs out. True when the word changed. */
-export function spinWhileEquals(arr: Int32Array, index: number, value: number, spins: number): boolean {
+export function spinWhileEquals(
+  arr: Int32Array,
+  index: number,
+  value: number,
+  spins: number,
+): boolean {
   for (let i = 0; i < spins; i++) {
     if (Atomics.load(arr, index) !== value) return true;
   }
@@ -89,7 +94,10 @@ export function waitWhileEqualsSync(
     try {
       r = Atomics.wait(arr, index, value, left === Infinity ? undefined : left);
     } catch (e) {
-      throw new DmaBufError('EPERM', `blocking waits are not allowed on this thread (${String(e)})`);
+      throw new DmaBufError(
+        'EPERM',
+        `blocking waits are not allowed on this thread (${String(e)})`,
+      );
     } finally {
       if (waiters >= 0) Atomics.sub(arr, waiters, 1);
     }
@@ -123,7 +131,12 @@ export async function waitWhileEqualsAsync(
       if (left <= 0) return false;
       if (signal?.aborted) throw interrupted();
       if (hasWaitAsync && policy.useWaitAsync) {
-        const res = (Atomics as any).waitAsync(arr, index, value, left === Infinity ? undefined : left);
+        const res = (Atomics as any).waitAsync(
+          arr,
+          index,
+          value,
+          left === Infinity ? undefined : left,
+        );
         if (res.async) {
           if (signal === undefined) await res.value;
           else await raceAbort(res.value, signal, arr, index);
@@ -138,7 +151,12 @@ export async function waitWhileEqualsAsync(
   }
 }
 
-function raceAbort(p: Promise<unknown>, signal: AbortSignal, arr: Int32Array, index: number): Promise<unknown> {
+function raceAbort(
+  p: Promise<unknown>,
+  signal: AbortSignal,
+  arr: Int32Array,
+  index: number,
+): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const onAbort = (): void => {
       // Wake the pending waitAsync so that it does not linger; other waiters re-check and sleep.

@@ -1,0 +1,189 @@
+/**
+ * A table of fixed-size records in one growable SharedArrayBuffer, with lock-free allocation.
+ * Internal: the fence table, the reservation table and the buffer table are SlotTables.
+ *
+ * ```
+ *  header (64 bytes = 16 Int32 words)
+ *  ┌───────┬─────────┬──────────┬──────┬───────┬──────────────┬─────┐
+ *  │ MAGIC │ VERSION │ SLOT_WDS │ HWM  │ (pad) │ FREE (i64)   │ ... │
+ *  │  [0]  │   [1]   │   [2]    │ [3]  │  [4]  │ [6..7]       │     │
+ *  └───────┴─────────┴──────────┴──────┴───────┴──────────────┴─────┘
+ *  slot i (i ≥ 1) at Int32 index i * SLOT_WDS; slot 0 is the header and never handed out.
+ *  Every slot: [0] LINK (next free slot while free; owned by this module)
+ *              [1] GEN  (incremented on every allocation; owned by this module)
+ *              [2..]    the user's words
+ * ```
+ *
+ * FREE is a tagged Treiber stack head: low 32 bits the first free slot (0 = empty), high 32 bits a
+ * tag bumped on every pop and push, so a pop that raced with a pop/push pair fails its CAS instead
+ * of corrupting the list (ABA). HWM is the bump allocator's high-water mark. Both are changed only
+ * by CAS, so a thread terminated at any instruction leaves the table consistent (at worst one slot
+ * leaks).
+ *
+ * Growth: when HWM reaches the capacity of the current byte length, the allocating thread grows
+ * the buffer (doubling, bounded by maxByteLength). Views made without a length track the growth
+ * in every thread.
+ */
+
+import { fail } from '../errors.js';
+
+export const T_MAGIC = 0;
+export const T_VERSION = 1;
+export const T_SLOT_WORDS = 2;
+export const T_HWM = 3;
+const T_FREE64 = 3; // BigInt64 index of FREE (byte offset 24)
+export const HEADER_WORDS = 16;
+
+export const S_LINK = 0;
+export const S_GEN = 1;
+
+const LOW32 = 0xffff_ffffn;
+
+export class SlotTable {
+  readonly sab: SharedArrayBuffer;
+  readonly i32: Int32Array;
+  readonly i64: BigInt64Array;
+  readonly f64: Float64Array;
+  readonly slotWords: number;
+
+  private constructor(sab: SharedArrayBuffer, slotWords: number) {
+    this.sab = sab;
+    this.i32 = new Int32Array(sab);
+    this.i64 = new BigInt64Array(sab);
+    this.f64 = new Float64Array(sab);
+    this.slotWords = slotWords;
+  }
+
+  /** Creates a table. `slotWords` must be even (8-byte alignment of 64-bit fields). */
+  static create(
+    magic: number,
+    slotWords: number,
+    initialSlots: number,
+    maxSlots: number,
+  ): SlotTable {
+    if (slotWords % 2 !== 0 || slotWords < HEADER_WORDS / 4)
+      fail('EINVAL', 'slot size must be even');
+    const words = Math.max(slotWords, HEADER_WORDS);
+    const first = words + initialSlots * slotWords;
+    const max = words + maxSlots * slotWords;
+    const sab = new SharedArrayBuffer(first * 4, { maxByteLength: max * 4 });
+    const t = new SlotTable(sab, slotWords);
+    t.i32[T_SLOT_WORDS] = slotWords;
+    t.i32[T_HWM] = Math.ceil(words / slotWords); // first slot after the header
+    t.i32[T_VERSION] = 1;
+    Atomics.store(t.i32, T_MAGIC, magic);
+    return t;
+  }
+
+  /** Attaches to a table made in another thread; checks its magic word. */
+  static attach(sab: unknown, magic: number): SlotTable {
+    if (!(sab instanceof SharedArrayBuffer) || sab.byteLength < HEADER_WORDS * 4) {
+      fail('EINVAL', 'not a dmabuf shared table');
+    }
+    const i32 = new Int32Array(sab, 0, HEADER_WORDS);
+    if (Atomics.load(i32, T_MAGIC) !== magic || i32[T_VERSION] !== 1) {
+      fail('EINVAL', 'shared table has the wrong magic or version');
+    }
+    return new SlotTable(sab, i32[T_SLOT_WORDS]!);
+  }
+
+  /** Int32 index of a slot's first word. */
+  base(slot: number): number {
+    return slot * this.slotWords;
+  }
+
+  /** Number of slots the current byte length holds (including the header slots). */
+  get capacity(): number {
+    return Math.floor(this.sab.byteLength / 4 / this.slotWords);
+  }
+
+  /** Slots handed out so far by the bump allocator (an upper bound for scans). */
+  get highWater(): number {
+    return Atomics.load(this.i32, T_HWM);
+  }
+
+  /** Whether `slot` is a slot index this table could have handed out. */
+  isSlot(slot: unknown): slot is number {
+    return (
+      typeof slot === 'number' &&
+      Number.isInteger(slot) &&
+      slot > 0 &&
+      slot * this.slotWords >= HEADER_WORDS &&
+      slot < this.highWater
+    );
+  }
+
+  /**
+   * Allocates a slot and returns its index. The user words are zeroed; GEN is bumped and can be
+   * read with {@link gen}. Lock-free; may grow the buffer. Throws ENOMEM when the table is full.
+   */
+  alloc(): number {
+    const { i32, i64 } = this;
+    for (;;) {
+      const head = Atomics.load(i64, T_FREE64);
+      const idx = Number(head & LOW32);
+      if (idx !== 0) {
+        const next = Atomics.load(i32, this.base(idx) + S_LINK);
+        const tag = ((head >> 32n) + 1n) & 0x7fff_ffffn;
+        if (Atomics.compareExchange(i64, T_FREE64, head, (tag << 32n) | BigInt(next)) === head) {
+          this.prepare(idx);
+          return idx;
+        }
+        continue;
+      }
+      const hwm = Atomics.load(i32, T_HWM);
+      if (hwm >= this.capacity) {
+        this.grow(hwm + 1);
+        continue;
+      }
+      if (Atomics.compareExchange(i32, T_HWM, hwm, hwm + 1) === hwm) {
+        this.prepare(hwm);
+        return hwm;
+      }
+    }
+  }
+
+  private prepare(slot: number): void {
+    const b = this.base(slot);
+    this.i32.fill(0, b + 2, b + this.slotWords);
+    Atomics.store(this.i32, b + S_LINK, -1);
+    Atomics.add(this.i32, b + S_GEN, 1);
+  }
+
+  /** Returns a slot to the free list. The caller guarantees nobody uses it any more. */
+  free(slot: number): void {
+    const { i32, i64 } = this;
+    const b = this.base(slot);
+    for (;;) {
+      const head = Atomics.load(i64, T_FREE64);
+      Atomics.store(i32, b + S_LINK, Number(head & LOW32));
+      const tag = ((head >> 32n) + 1n) & 0x7fff_ffffn;
+      if (Atomics.compareExchange(i64, T_FREE64, head, (tag << 32n) | BigInt(slot)) === head)
+        return;
+    }
+  }
+
+  /** Whether the slot is currently allocated (not on the free list). */
+  isAllocated(slot: number): boolean {
+    return Atomics.load(this.i32, this.base(slot) + S_LINK) === -1;
+  }
+
+  gen(slot: number): number {
+    return Atomics.load(this.i32, this.base(slot) + S_GEN);
+  }
+
+  private grow(minSlots: number): void {
+    const cap = this.capacity;
+    if (minSlots <= cap) return;
+    const maxBytes = this.sab.maxByteLength;
+    let want = Math.min(maxBytes, Math.max(cap * 2, minSlots) * this.slotWords * 4);
+    want -= want % 8;
+    if (want < minSlots * this.slotWords * 4) fail('ENOMEM', 'shared table is full');
+    try {
+      if (this.sab.byteLength < want) this.sab.grow(want);
+    } catch {
+      // Another thread grew it first (grow() refuses to shrink), or the reservation is exhausted.
+      if (this.capacity < minSlots) fail('ENOMEM', 'shared table could not grow');
+    }
+  }
+}
