@@ -421,7 +421,11 @@ export class DmaFence {
 
   // ---- signaling -----------------------------------------------------------------------------
 
-  /** `dma_fence_signal`: signals now. A fence signals once; later calls do nothing. */
+  /**
+   * `dma_fence_signal`: signals now. A fence signals once; later calls do nothing. Callbacks must
+   * not throw; if one does, the others still run, the fence is fully signaled, and then `signal`
+   * rethrows (the error, or an AggregateError for several).
+   */
   signal(): void {
     this.signalTimestamp(nowNs());
   }
@@ -453,12 +457,18 @@ export class DmaFence {
       const t = d.tables.fence;
       error = Atomics.load(t.i32, t.base(this._slot) + F_ERROR);
     }
-    this.finishSignal(ts, error);
+    const errors = this.finishSignal(ts, error);
+    if (errors !== null)
+      throw errors.length === 1 ? errors[0] : new AggregateError(errors, 'fence callbacks threw');
     return true;
   }
 
-  /** Marks the fence signaled here, drops the slot, and runs this thread's callbacks in order. */
-  private finishSignal(ts: bigint, error: number): void {
+  /**
+   * Marks the fence signaled here, drops the slot, and runs this thread's callbacks in order.
+   * Returns what callbacks threw (null when none did): a throwing callback never stops the others
+   * nor leaves the fence half-signaled.
+   */
+  private finishSignal(ts: bigint, error: number): unknown[] | null {
     this._error = error;
     this._timestamp = ts;
     this.flags |= SIGNALED | TIMESTAMP;
@@ -466,6 +476,7 @@ export class DmaFence {
     if (channels.fenceSignaled.hasSubscribers) {
       channels.fenceSignaled.publish({ fence: this, error, timestamp: ts });
     }
+    let errors: unknown[] | null = null;
     let cb = this._head;
     this._head = this._tail = null;
     while (cb !== null) {
@@ -474,14 +485,11 @@ export class DmaFence {
       try {
         cb.func(this, cb);
       } catch (e) {
-        // A callback must not throw (the kernel's run in IRQ context). Report it without
-        // skipping the others or leaving the fence half-signaled.
-        queueMicrotask(() => {
-          throw e;
-        });
+        (errors ??= []).push(e);
       }
       cb = next;
     }
+    return errors;
   }
 
   /**
@@ -503,7 +511,14 @@ export class DmaFence {
     if (st !== STATE_SIGNALED) return false;
     const ts = Atomics.load(t.i64, (b + F_TSTAMP) >> 1);
     const err = Atomics.load(t.i32, b + F_ERROR);
-    this.finishSignal(ts, err);
+    // Signaled by another thread: nobody here called signal() to receive callback errors, so
+    // they are reported as uncaught exceptions, after the state is consistent.
+    const errors = this.finishSignal(ts, err);
+    if (errors !== null)
+      for (const e of errors)
+        queueMicrotask(() => {
+          throw e;
+        });
     return true;
   }
 
@@ -925,7 +940,7 @@ export class DmaFence {
       f._remote = true;
       f._names = [String(l.dn ?? ''), String(l.tn ?? '')];
       f.flags |= (l.f & SEQNO64) | ENABLE_SIGNAL;
-      f.finishSignal(l.ts, l.e as number);
+      f.finishSignal(l.ts, l.e as number); // no callbacks yet: nothing can throw
       return f;
     }
     const slot = l.s;
