@@ -326,6 +326,24 @@ export class DmaFence {
     return false;
   }
 
+  /** `dma_fence_is_array`: whether this fence is a `DmaFenceArray` (which overrides this). */
+  get isArray(): boolean {
+    return false;
+  }
+
+  /** `dma_fence_is_chain`: whether this fence is a `DmaFenceChain` (which overrides this). */
+  get isChain(): boolean {
+    return false;
+  }
+
+  /**
+   * `dma_fence_match_context`: whether the fence is on `context`. `DmaFenceArray` overrides it to
+   * require every member to be on `context`.
+   */
+  matchContext(context: number): boolean {
+    return this.context === context;
+  }
+
   /**
    * `dma_fence_is_later`: whether this fence comes after `other` on their common timeline.
    * Different contexts: false. 32-bit wrap-around unless SEQNO64.
