@@ -23,4 +23,14 @@ export {
   DmaFenceCb,
   seqnoIsLater,
 } from './fence/fence.js';
+export type { ArrayDescriptor } from './fence/fence-array.js';
+export { DmaFenceArray } from './fence/fence-array.js';
+export type { ChainDescriptor, ChainLinkDescriptor } from './fence/fence-chain.js';
+export { DmaFenceChain } from './fence/fence-chain.js';
+export {
+  dedupArray,
+  unwrapFences,
+  unwrapMerge,
+  unwrapMergeContext,
+} from './fence/fence-unwrap.js';
 export { CHANNELS } from './trace.js';
