@@ -33,4 +33,17 @@ export {
   unwrapMerge,
   unwrapMergeContext,
 } from './fence/fence-unwrap.js';
+export type {
+  SyncFenceInfo,
+  SyncFileDescriptor,
+  SyncFileInfo,
+  SyncFileInfoRequest,
+} from './sync-file.js';
+export {
+  SYNC_IOC_FILE_INFO,
+  SYNC_IOC_MAGIC,
+  SYNC_IOC_MERGE,
+  SYNC_IOC_SET_DEADLINE,
+  SyncFile,
+} from './sync-file.js';
 export { CHANNELS } from './trace.js';
