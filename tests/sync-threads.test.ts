@@ -244,6 +244,8 @@ describe('thread exit', () => {
       const w = waiter.stream('wait', { file: p9.share(), mode: 'sync' });
       await w(0);
       const here = p5.wait(10_000);
+      using local = new SwSyncTimeline('survivor');
+      const mixed = SyncFile.merge('mixed', p9, local.createFence(1));
       const exited = new Promise((r) => owner.worker.once('exit', r));
       owner.worker.postMessage({ id: 0, op: 'exit' });
       await exited;
@@ -252,6 +254,10 @@ describe('thread exit', () => {
       assert.equal(p5.info({ numFences: 1 }).fences![0]!.status, -2);
       assert.equal(p9.info().status, -2);
       assert.equal(p5.poll(), true);
+      assert.equal(mixed.poll(), false, 'a merge with a live timeline still waits for it');
+      local.inc(1);
+      assert.equal(mixed.poll(), true);
+      assert.equal(mixed.fence.getStatus(), -2, 'and then carries the dead point’s error');
       const r = check(await w(1));
       assert.ok(r.r >= 1);
       assert.equal(r.info.fences[0].status, -2);
