@@ -18,7 +18,8 @@
  *   from the node walked from. This is visible (a later `findSeqno` may land elsewhere or on null)
  *   and is the kernel's behaviour.
  * - Enabling signaling hooks one callback on the newest contained fence that has not signaled, and
- *   moves it back along the chain as fences signal. Deadlines go to every contained fence.
+ *   moves it back along the chain as fences signal. Deadlines go to every contained fence that
+ *   has not signaled.
  *
  * ## Across threads
  * A chain has no shared slot. {@link DmaFenceChain#share} publishes every contained fence and

@@ -204,7 +204,9 @@ export class SwSyncTimeline {
 
   /**
    * Closing the timeline: every pending point signals with -ENOENT, in value order. Idempotent.
-   * Callback errors are rethrown after every point has signaled.
+   * Callback errors are rethrown after every point has signaled. A timeline dropped without
+   * this leaves its points pending until its thread exits (or forever, for points no other thread
+   * holds).
    */
   destroy(): void {
     if (this.#destroyed) return;
