@@ -28,6 +28,7 @@
  */
 
 import { nowNs } from '../clock.js';
+import { beginSignalling, endSignalling, mightWait } from '../debug/lockdep.js';
 import {
   getWaitPolicy,
   holdKeepAlive,
@@ -477,10 +478,13 @@ export class DmaFence {
       channels.fenceSignaled.publish({ fence: this, error, timestamp: ts });
     }
     let errors: unknown[] | null = null;
-    let cb = this._head;
+    let cb: DmaFenceCb | null = this._head;
     this._head = this._tail = null;
+    if (cb === null) return null;
+    // Callbacks run on the signalling path: lockdep-lite flags waits and locks inside them.
+    const cookie = beginSignalling();
     while (cb !== null) {
-      const next = cb._next;
+      const next: DmaFenceCb | null = cb._next;
       cb._fence = cb._next = cb._prev = null;
       try {
         cb.func(this, cb);
@@ -489,6 +493,7 @@ export class DmaFence {
       }
       cb = next;
     }
+    endSignalling(cookie);
     return errors;
   }
 
@@ -610,6 +615,7 @@ export class DmaFence {
     checkTimeout(timeoutMs);
     if (this.isSignaled()) return timeoutMs === 0 ? 1 : timeoutMs;
     if (timeoutMs === 0) return 0;
+    mightWait('DmaFence#waitTimeout');
     if (opts.signal?.aborted) throw interrupted();
     if (channels.fenceWaitStart.hasSubscribers)
       channels.fenceWaitStart.publish({ fence: this, timeoutMs });
@@ -689,6 +695,7 @@ export class DmaFence {
     checkTimeout(timeoutMs);
     if (this.isSignaled()) return timeoutMs === 0 ? 1 : timeoutMs;
     if (timeoutMs === 0) return 0;
+    mightWait('DmaFence#waitTimeoutSync');
     const start = performance.now();
     if (!this.enableSignaling()) return remaining(start, timeoutMs);
     trace('fenceWaitStart', () => ({ fence: this, timeoutMs }));
@@ -753,6 +760,7 @@ export class DmaFence {
     let idx = first();
     if (idx >= 0) return { remaining: timeoutMs === 0 ? 1 : timeoutMs, index: idx };
     if (timeoutMs === 0) return { remaining: 0, index: -1 };
+    mightWait('DmaFence.waitAnyTimeout');
     if (opts.signal?.aborted) throw interrupted();
     const start = performance.now();
     await new Promise<void>((resolve, reject) => {
