@@ -2,6 +2,7 @@
  * Helpers shared by the container fences (array, chain). Internal.
  */
 
+import { mightWait } from '../debug/lockdep.js';
 import { trace } from '../trace.js';
 import type { DmaFence } from './fence.js';
 
@@ -17,6 +18,7 @@ export function waitMembersSync(
   nextPending: () => DmaFence | null,
   timeoutMs: number,
 ): number {
+  mightWait(container.isChain ? 'DmaFenceChain#waitTimeoutSync' : 'DmaFenceArray#waitTimeoutSync');
   const start = performance.now();
   trace('fenceWaitStart', () => ({ fence: container, timeoutMs }));
   for (;;) {

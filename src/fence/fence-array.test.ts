@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { beginSignalling, endSignalling, setDebug } from '../debug/lockdep.js';
 import { DmaBufError } from '../errors.js';
 import { DmaFence, type DmaFenceOps } from './fence.js';
 import { DmaFenceArray } from './fence-array.js';
@@ -180,6 +181,20 @@ describe('DmaFenceArray signaling', () => {
     for (const f of fs) f.signal();
     assert.equal(a.waitTimeoutSync(1000), 1000);
     assert.equal(a.waitSync(), 0);
+  });
+
+  it('a blocking wait on an array inside a signalling section is flagged (lockdep-lite)', () => {
+    const prev = setDebug(true);
+    const c = beginSignalling();
+    try {
+      const a = DmaFenceArray.create(mocks(2), 1, 1);
+      expectErrno(() => a.waitTimeoutSync(1), 'EDEADLK');
+      const chain = new DmaFenceChain(null, mock(), 1);
+      expectErrno(() => chain.waitTimeoutSync(1), 'EDEADLK');
+    } finally {
+      endSignalling(c);
+      setDebug(prev);
+    }
   });
 
   it('forwards deadlines to every member', () => {
