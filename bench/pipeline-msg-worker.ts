@@ -15,6 +15,7 @@
  */
 
 import { parentPort, workerData } from 'node:worker_threads';
+import { checksumFrame, fillFrame, modifyFrame, verifyFrame } from '../examples/pipeline/work.js';
 import { nowNs } from './_harness.js';
 import type {
   FrameMsg,
@@ -22,7 +23,6 @@ import type {
   PipelineWorkerMessage,
   ReturnMsg,
 } from './_pipeline-protocol.js';
-import { checksumFrame, fillFrame, modifyFrame, verifyFrame } from './pipeline-work.js';
 
 const d = workerData as MsgWorkerData;
 const transfer = d.mode === 'transfer';

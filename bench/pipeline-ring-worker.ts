@@ -7,6 +7,7 @@
  */
 
 import { parentPort, workerData } from 'node:worker_threads';
+import { checksumFrame, fillFrame, modifyFrame, verifyFrame } from '../examples/pipeline/work.js';
 import { nowNs } from './_harness.js';
 import {
   CHECKED,
@@ -24,7 +25,6 @@ import {
   slotWord,
 } from './_pipeline-protocol.js';
 import { publish, waitFor, waitForStart } from './_spin-wait.js';
-import { checksumFrame, fillFrame, modifyFrame, verifyFrame } from './pipeline-work.js';
 
 const d = workerData as RingWorkerData;
 const i32 = new Int32Array(d.control);

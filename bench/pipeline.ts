@@ -28,6 +28,7 @@
  */
 
 import { MessageChannel, type TransferListItem } from 'node:worker_threads';
+import { checkFrameBytes } from '../examples/pipeline/work.js';
 import {
   type Bench,
   compare,
@@ -53,7 +54,6 @@ import {
 } from './_pipeline-protocol.js';
 import { openStart } from './_spin-wait.js';
 import { type BenchWorker, nextOrFailure, spawn, withWorkers } from './_workers.js';
-import { checkFrameBytes } from './pipeline-work.js';
 
 export interface PipelineOptions {
   /** Bytes per frame, a multiple of 256 (`FRAME_ALIGN`). */

@@ -1,7 +1,7 @@
 /**
- * The work each stage of the `pipeline` bench does to a frame, shared by every variant — the
- * baselines here and the dmabuf variant — so that they differ only in how frames move between
- * threads. Pure functions over a `Uint32Array` view of one frame (a plain or a shared buffer);
+ * The work each stage of the pipeline does to a frame, shared by the demo (`npm start`) and by
+ * every variant of the `pipeline` bench — the baselines and dmabuf — so that they differ only in
+ * how frames move between threads. Pure functions over a `Uint32Array` view of one frame (a plain or a shared buffer);
  * none allocates.
  *
  * A frame is `frameBytes` long, a multiple of {@link FRAME_ALIGN}. The stages touch one Uint32 per
@@ -71,17 +71,24 @@ export function checksumFrame(words: Uint32Array): number {
 }
 
 /**
- * Consumer: true when `words` holds exactly what the producer and stage 1 make of frame `frame`,
- * and `checksum` is what stage 2 computes over that content.
+ * Consumer: true when `words` holds exactly what the producer and `modifies` modify stages make of
+ * frame `frame`, and `checksum` is what the deriving stage computes over that content.
  */
-export function verifyFrame(words: Uint32Array, frame: number, checksum: number): boolean {
+export function verifyFrame(
+  words: Uint32Array,
+  frame: number,
+  checksum: number,
+  modifies = 1,
+): boolean {
   const s = seed(frame);
   const n = words.length;
   const ratio = MODIFY_STRIDE / FILL_STRIDE;
+  // Each modify stage XORs the same words: an even number of them cancels out.
+  const xor = modifies % 2 === 1 ? MODIFY_XOR : 0;
   let sum = 0;
   let bad = 0;
   for (let i = 0, k = 0; i < n; i += FILL_STRIDE, k++) {
-    const want = ((s + k) ^ (k % ratio === 0 ? MODIFY_XOR : 0)) >>> 0;
+    const want = ((s + k) ^ (k % ratio === 0 ? xor : 0)) >>> 0;
     if (words[i] !== want) bad++;
     sum = (Math.imul(sum, 31) + want) | 0;
   }

@@ -9,7 +9,7 @@ import {
   modifyFrame,
   patternWord,
   verifyFrame,
-} from './pipeline-work.js';
+} from './work.js';
 
 const BYTES = 64 << 10;
 
