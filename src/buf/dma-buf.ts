@@ -623,7 +623,10 @@ export class DmaBuf {
 
   /** `dma_buf_detach` (after unmapping). EINVAL for an attachment of another buffer. */
   detach(attachment: DmaBufAttachment): Promise<void> {
-    return detachImpl(this.live('detach'), attachment);
+    if (this._state === REF_PUT) fail('EBADF', 'detach: this DmaBuf reference was put');
+    // A buffer released before its attachment was detached is a contract violation (EINVAL),
+    // but the attachment is still cleaned up.
+    return detachImpl(this._core, attachment);
   }
 
   /**

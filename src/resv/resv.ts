@@ -5,7 +5,7 @@
  * the domain's `resv` table (any thread can take it; async waits in any thread, blocking waits in
  * workers), and the fence list lives in a `resvList` slot so that every thread sees the same
  * fences. No wound/wait deadlock detection (a context only reports EALREADY), at most
- * {@link MAX_FENCES} fences, signaled fences are not stored.
+ * {@link MAX_FENCES} fences (in chained `resvList` slots), signaled fences are not stored.
  */
 
 import { interrupted, waitWhileEqualsAsync, waitWhileEqualsSync } from '../domain/_wait.js';
@@ -21,9 +21,11 @@ const R_LIVE = 5;
 
 const L_COUNT = 2;
 const L_RESERVED = 3;
-const L_ENTRIES = 4;
+const L_NEXT = 4;
+const L_ENTRIES = 5;
 const ENTRY = 3;
-const MAX_FENCES = 20;
+const PER_SLOT = 19;
+const MAX_FENCES = 1024;
 
 export const DmaResvUsage = { KERNEL: 0, WRITE: 1, READ: 2, BOOKKEEP: 3 } as const;
 export type DmaResvUsage = (typeof DmaResvUsage)[keyof typeof DmaResvUsage];
@@ -178,6 +180,27 @@ export class DmaResv {
 
   // ---- fences -------------------------------------------------------------------------------------
 
+  /** Int32 index of entry `i` of the list starting at `l` (walks the chain). */
+  private ea(l: number, i: number): number {
+    const lt = this._d.tables.resvList;
+    let b = l;
+    for (let k = Math.floor(i / PER_SLOT); k > 0; k--) b = lt.base(Atomics.load(lt.i32, b + L_NEXT));
+    return b + L_ENTRIES + (i % PER_SLOT) * ENTRY;
+  }
+
+  private ensureSlots(l: number, n: number): void {
+    const lt = this._d.tables.resvList;
+    let b = l;
+    for (let k = Math.ceil(n / PER_SLOT) - 1; k > 0; k--) {
+      let next = Atomics.load(lt.i32, b + L_NEXT);
+      if (next === 0) {
+        next = lt.alloc();
+        Atomics.store(lt.i32, b + L_NEXT, next);
+      }
+      b = lt.base(next);
+    }
+  }
+
   private listBase(): number {
     const s = Atomics.load(this.i32, this.base + R_LIST);
     return s === 0 ? -1 : this._d.tables.resvList.base(s);
@@ -195,7 +218,8 @@ export class DmaResv {
     }
     this.compact(l);
     const count = Atomics.load(lt.i32, l + L_COUNT);
-    if (count + n > MAX_FENCES) fail('ENOMEM', 'stand-in reservation holds at most 20 fences');
+    if (count + n > MAX_FENCES) fail('ENOMEM', 'stand-in reservation holds at most 1024 fences');
+    this.ensureSlots(l, count + n);
     Atomics.store(
       lt.i32,
       l + L_RESERVED,
@@ -209,7 +233,7 @@ export class DmaResv {
     const count = Atomics.load(lt.i32, l + L_COUNT);
     let w = 0;
     for (let i = 0; i < count; i++) {
-      const e = l + L_ENTRIES + i * ENTRY;
+      const e = this.ea(l, i);
       const fs = lt.i32[e]!;
       const f = this.entryFence(fs, lt.i32[e + 1]!);
       if (f === null || f.isSignaled()) {
@@ -217,7 +241,7 @@ export class DmaResv {
         continue;
       }
       if (w !== i) {
-        const o = l + L_ENTRIES + w * ENTRY;
+        const o = this.ea(l, w);
         Atomics.store(lt.i32, o, fs);
         Atomics.store(lt.i32, o + 1, lt.i32[e + 1]!);
         Atomics.store(lt.i32, o + 2, lt.i32[e + 2]!);
@@ -246,7 +270,7 @@ export class DmaResv {
     if (l < 0) fail('EINVAL', 'addFence without reserveFences');
     const count = Atomics.load(lt.i32, l + L_COUNT);
     for (let i = 0; i < count; i++) {
-      const e = l + L_ENTRIES + i * ENTRY;
+      const e = this.ea(l, i);
       const os = lt.i32[e]!;
       const og = lt.i32[e + 1]!;
       const ou = lt.i32[e + 2]!;
@@ -266,7 +290,7 @@ export class DmaResv {
     }
     if (count >= Atomics.load(lt.i32, l + L_RESERVED))
       fail('EINVAL', 'addFence without a reserved slot');
-    const e = l + L_ENTRIES + count * ENTRY;
+    const e = this.ea(l, count);
     slotGet(this._d, fslot);
     Atomics.store(lt.i32, e, fslot);
     Atomics.store(lt.i32, e + 1, fgen);
@@ -282,7 +306,7 @@ export class DmaResv {
     const lt = this._d.tables.resvList;
     const count = Atomics.load(lt.i32, l + L_COUNT);
     for (let i = 0; i < count; i++) {
-      const e = l + L_ENTRIES + i * ENTRY;
+      const e = this.ea(l, i);
       if (Atomics.load(lt.i32, e + 2) > usage) continue;
       const f = this.entryFence(Atomics.load(lt.i32, e), Atomics.load(lt.i32, e + 1));
       if (f !== null && !f.isSignaled()) yield f;
@@ -296,7 +320,7 @@ export class DmaResv {
     const lt = this._d.tables.resvList;
     const count = Atomics.load(lt.i32, l + L_COUNT);
     for (let i = 0; i < count; i++) {
-      const e = l + L_ENTRIES + i * ENTRY;
+      const e = this.ea(l, i);
       const u = Atomics.load(lt.i32, e + 2) as DmaResvUsage;
       if (u > usage) continue;
       const f = this.entryFence(Atomics.load(lt.i32, e), Atomics.load(lt.i32, e + 1));
@@ -404,8 +428,15 @@ export class DmaResv {
     if (l >= 0) {
       const lt = this._d.tables.resvList;
       const count = Atomics.load(lt.i32, l + L_COUNT);
-      for (let i = 0; i < count; i++) slotPut(this._d, lt.i32[l + L_ENTRIES + i * ENTRY]!);
+      for (let i = 0; i < count; i++) slotPut(this._d, lt.i32[this.ea(l, i)]!);
       Atomics.store(lt.i32, l + L_COUNT, 0);
+      let next = Atomics.load(lt.i32, l + L_NEXT);
+      while (next !== 0) {
+        const nb = lt.base(next);
+        const after = Atomics.load(lt.i32, nb + L_NEXT);
+        lt.free(next);
+        next = after;
+      }
       lt.free(Atomics.load(this.i32, this.base + R_LIST));
       Atomics.store(this.i32, this.base + R_LIST, 0);
     }
