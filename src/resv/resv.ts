@@ -184,7 +184,8 @@ export class DmaResv {
   private ea(l: number, i: number): number {
     const lt = this._d.tables.resvList;
     let b = l;
-    for (let k = Math.floor(i / PER_SLOT); k > 0; k--) b = lt.base(Atomics.load(lt.i32, b + L_NEXT));
+    for (let k = Math.floor(i / PER_SLOT); k > 0; k--)
+      b = lt.base(Atomics.load(lt.i32, b + L_NEXT));
     return b + L_ENTRIES + (i % PER_SLOT) * ENTRY;
   }
 

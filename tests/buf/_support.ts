@@ -89,18 +89,24 @@ export async function until(cond: () => boolean, ms = 5000): Promise<void> {
 export class WorkerClient {
   readonly worker: Worker;
   private nextId = 1;
-  private readonly pending = new Map<number, { resolve: (v: any) => void; reject: (e: any) => void }>();
+  private readonly pending = new Map<
+    number,
+    { resolve: (v: any) => void; reject: (e: any) => void }
+  >();
   readonly exited: Promise<number>;
 
   constructor() {
     this.worker = Domain.current().spawn(new URL('../fixtures/buf-worker.js', import.meta.url));
-    this.worker.on('message', (m: { id: number; ok: boolean; v?: unknown; e?: { code: string; message: string } }) => {
-      const p = this.pending.get(m.id);
-      if (p === undefined) return;
-      this.pending.delete(m.id);
-      if (m.ok) p.resolve(m.v);
-      else p.reject(new DmaBufError((m.e?.code ?? 'EIO') as ErrnoCode, m.e?.message ?? ''));
-    });
+    this.worker.on(
+      'message',
+      (m: { id: number; ok: boolean; v?: unknown; e?: { code: string; message: string } }) => {
+        const p = this.pending.get(m.id);
+        if (p === undefined) return;
+        this.pending.delete(m.id);
+        if (m.ok) p.resolve(m.v);
+        else p.reject(new DmaBufError((m.e?.code ?? 'EIO') as ErrnoCode, m.e?.message ?? ''));
+      },
+    );
     this.exited = new Promise((r) => this.worker.once('exit', r));
   }
 

@@ -60,8 +60,14 @@ describe('dma_buf_attach / dma_buf_detach', () => {
       await rejects(() => buf.attach(dev as any), 'EINVAL');
     }
     await rejects(() => buf.dynamicAttach({ name: 'd' }, null as any), 'EINVAL');
-    await rejects(() => buf.dynamicAttach({ name: 'd' }, { invalidateMappings: 3 } as any), 'EINVAL');
-    await rejects(() => buf.dynamicAttach({ name: 'd' }, { allowPeer2peer: 'yes' } as any), 'EINVAL');
+    await rejects(
+      () => buf.dynamicAttach({ name: 'd' }, { invalidateMappings: 3 } as any),
+      'EINVAL',
+    );
+    await rejects(
+      () => buf.dynamicAttach({ name: 'd' }, { allowPeer2peer: 'yes' } as any),
+      'EINVAL',
+    );
     assert.equal(buf.attachmentCount, 0);
     buf.put();
   });
@@ -77,7 +83,7 @@ describe('dma_buf_attach / dma_buf_detach', () => {
     assert.equal(m.releases, 1);
   });
 
-  it('detach of another buffer\'s attachment, or twice, is EINVAL', async () => {
+  it("detach of another buffer's attachment, or twice, is EINVAL", async () => {
     const a = new MockExporter().export();
     const b = new MockExporter().export();
     const att = await a.attach({ name: 'x' });

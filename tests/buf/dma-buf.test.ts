@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { describe, it } from 'node:test';
 import { bufStats } from '../../src/buf/dma-buf.js';
+import { DmaFence } from '../../src/fence/fence.js';
 import {
   CHANNELS,
   DmaBuf,
@@ -20,7 +21,6 @@ import {
 } from '../../src/index.js';
 import { DmaResv } from '../../src/resv/resv.js';
 import { SyncFile } from '../../src/sync-file.js';
-import { DmaFence } from '../../src/fence/fence.js';
 import { MockExporter } from '../../src/testing/index.js';
 import { rejects, throws } from './_support.js';
 
@@ -37,7 +37,10 @@ function minimalOps(log: string[] = []): DmaBufOps {
 describe('dma_buf_export', () => {
   it('rejects a missing or null priv with EINVAL', () => {
     throws(() => DmaBuf.export({ ops: minimalOps(), size: 4096, expName: 'x' } as any), 'EINVAL');
-    throws(() => DmaBuf.export({ ops: minimalOps(), size: 4096, expName: 'x', priv: null }), 'EINVAL');
+    throws(
+      () => DmaBuf.export({ ops: minimalOps(), size: 4096, expName: 'x', priv: null }),
+      'EINVAL',
+    );
   });
 
   it('rejects missing ops and each missing mandatory op with EINVAL', () => {
@@ -48,18 +51,26 @@ describe('dma_buf_export', () => {
       throws(() => DmaBuf.export({ ops, size: 1, expName: 'x', priv: 1 }), 'EINVAL');
     }
     throws(
-      () => DmaBuf.export({ ops: { ...minimalOps(), mmap: 3 } as any, size: 1, expName: 'x', priv: 1 }),
+      () =>
+        DmaBuf.export({ ops: { ...minimalOps(), mmap: 3 } as any, size: 1, expName: 'x', priv: 1 }),
       'EINVAL',
     );
   });
 
   it('requires pin and unpin together', () => {
     throws(
-      () => DmaBuf.export({ ops: { ...minimalOps(), pin: () => {} }, size: 1, expName: 'x', priv: 1 }),
+      () =>
+        DmaBuf.export({ ops: { ...minimalOps(), pin: () => {} }, size: 1, expName: 'x', priv: 1 }),
       'EINVAL',
     );
     throws(
-      () => DmaBuf.export({ ops: { ...minimalOps(), unpin: () => {} }, size: 1, expName: 'x', priv: 1 }),
+      () =>
+        DmaBuf.export({
+          ops: { ...minimalOps(), unpin: () => {} },
+          size: 1,
+          expName: 'x',
+          priv: 1,
+        }),
       'EINVAL',
     );
     const b = DmaBuf.export({
@@ -74,26 +85,58 @@ describe('dma_buf_export', () => {
 
   it('rejects bad sizes, flags, names and resv with EINVAL', () => {
     for (const size of [-1, Number.NaN, 1.5, '4096', 2 ** 60, undefined]) {
-      throws(() => DmaBuf.export({ ops: minimalOps(), size: size as any, expName: 'x', priv: 1 }), 'EINVAL');
+      throws(
+        () => DmaBuf.export({ ops: minimalOps(), size: size as any, expName: 'x', priv: 1 }),
+        'EINVAL',
+      );
     }
     throws(() => DmaBuf.export({ ops: minimalOps(), size: 1, expName: '', priv: 1 }), 'EINVAL');
-    throws(() => DmaBuf.export({ ops: minimalOps(), size: 1, expName: 7 as any, priv: 1 }), 'EINVAL');
-    throws(() => DmaBuf.export({ ops: minimalOps(), size: 1, expName: 'x', priv: 1, flags: -1 }), 'EINVAL');
-    throws(() => DmaBuf.export({ ops: minimalOps(), size: 1, expName: 'x', priv: 1, resv: {} as any }), 'EINVAL');
+    throws(
+      () => DmaBuf.export({ ops: minimalOps(), size: 1, expName: 7 as any, priv: 1 }),
+      'EINVAL',
+    );
+    throws(
+      () => DmaBuf.export({ ops: minimalOps(), size: 1, expName: 'x', priv: 1, flags: -1 }),
+      'EINVAL',
+    );
+    throws(
+      () => DmaBuf.export({ ops: minimalOps(), size: 1, expName: 'x', priv: 1, resv: {} as any }),
+      'EINVAL',
+    );
     throws(() => DmaBuf.export(null as any), 'EINVAL');
   });
 
   it('fails with ENOENT when the owner module is unavailable, and puts the owner at release', () => {
     throws(
-      () => DmaBuf.export({ ops: minimalOps(), size: 1, expName: 'x', priv: 1, owner: { available: false } }),
+      () =>
+        DmaBuf.export({
+          ops: minimalOps(),
+          size: 1,
+          expName: 'x',
+          priv: 1,
+          owner: { available: false },
+        }),
       'ENOENT',
     );
     throws(
-      () => DmaBuf.export({ ops: minimalOps(), size: 1, expName: 'x', priv: 1, owner: { get: () => false } }),
+      () =>
+        DmaBuf.export({
+          ops: minimalOps(),
+          size: 1,
+          expName: 'x',
+          priv: 1,
+          owner: { get: () => false },
+        }),
       'ENOENT',
     );
     let refs = 0;
-    const owner = { get: () => (refs++, true), put: () => void refs-- };
+    const owner = {
+      get: () => {
+        refs++;
+        return true;
+      },
+      put: () => void refs--,
+    };
     const b = DmaBuf.export({ ops: minimalOps(), size: 1, expName: 'x', priv: 1, owner });
     assert.equal(refs, 1);
     b.put();
@@ -102,7 +145,11 @@ describe('dma_buf_export', () => {
 
   it('gives unique, monotonic inodes and keeps size, flags and exporter name', () => {
     const a = new MockExporter().export();
-    const b = new MockExporter({ size: 3 * PAGE_SIZE, expName: 'other', flags: O_RDONLY | O_NONBLOCK | O_CLOEXEC }).export();
+    const b = new MockExporter({
+      size: 3 * PAGE_SIZE,
+      expName: 'other',
+      flags: O_RDONLY | O_NONBLOCK | O_CLOEXEC,
+    }).export();
     assert.ok(b.inode > a.inode);
     assert.equal(b.size, 3 * PAGE_SIZE);
     assert.equal(b.expName, 'other');
@@ -155,7 +202,8 @@ describe('dma_buf_fd / dma_buf_get / dma_buf_put', () => {
     assert.equal(again.inode, buf.inode);
     assert.equal(buf.refcount, 3);
     again.put();
-    for (const bad of [-1, 1.5, Number.NaN, '3', null, 999999]) throws(() => DmaBuf.get(bad as any), 'EBADF');
+    for (const bad of [-1, 1.5, Number.NaN, '3', null, 999999])
+      throws(() => DmaBuf.get(bad as any), 'EBADF');
     // A sync file fd is an fd, but not a dma-buf.
     const arg: { flags: number; fd?: number } = { flags: 1 };
     await buf.ioctl(0xc0086202, arg);
@@ -265,7 +313,10 @@ describe('release', () => {
     buf.put();
     await new Promise((r) => setImmediate(r));
     process.off('warning', onWarn);
-    assert.ok(warnings.some((w) => w.includes('attachments')), warnings.join('; '));
+    assert.ok(
+      warnings.some((w) => w.includes('attachments')),
+      warnings.join('; '),
+    );
     assert.equal(m.releases, 1);
     await rejects(() => att.dmabuf.detach(att), 'EINVAL');
     await rejects(() => att.dmabuf.detach(att), 'EINVAL');
@@ -291,12 +342,17 @@ describe('release', () => {
 
 describe('the global list (dma_buf_iter_begin / dma_buf_iter_next)', () => {
   it('walks every live buffer with a reference and ends with null', () => {
-    const bufs = [new MockExporter().export(), new MockExporter().export(), new MockExporter().export()];
+    const bufs = [
+      new MockExporter().export(),
+      new MockExporter().export(),
+      new MockExporter().export(),
+    ];
     const seen = new Set<number>();
     let it = DmaBuf.iterBegin();
     while (it !== null) {
       seen.add(it.inode);
-      if (it.inode === bufs[1]!.inode) assert.equal(bufs[1]!.refcount, 2, 'the walk holds a reference');
+      if (it.inode === bufs[1]!.inode)
+        assert.equal(bufs[1]!.refcount, 2, 'the walk holds a reference');
       it = DmaBuf.iterNext(it);
     }
     for (const b of bufs) assert.ok(seen.has(b.inode));
@@ -342,7 +398,15 @@ describe('tracepoints', () => {
     } finally {
       for (const [n, f] of subs) diagnosticsChannel.unsubscribe(n, f);
     }
-    for (const k of ['bufExport', 'bufFd', 'bufGet', 'bufPut', 'bufMmap', 'bufAttach', 'bufDetach']) {
+    for (const k of [
+      'bufExport',
+      'bufFd',
+      'bufGet',
+      'bufPut',
+      'bufMmap',
+      'bufAttach',
+      'bufDetach',
+    ]) {
       assert.ok(seen.includes(k), `${k} missing from ${seen.join(',')}`);
     }
   });

@@ -130,7 +130,17 @@ describe('dma_buf_begin_cpu_access / dma_buf_end_cpu_access', () => {
 describe('DMA_BUF_IOCTL_SYNC', () => {
   it('validates flags: unknown bits, or neither READ nor WRITE, are EINVAL', async () => {
     const buf = new MockExporter().export();
-    for (const f of [0, DMA_BUF_SYNC_END, 8, 0x10 | DMA_BUF_SYNC_READ, -1, 1.5, Number.NaN, 'x', 2n ** 40n]) {
+    for (const f of [
+      0,
+      DMA_BUF_SYNC_END,
+      8,
+      0x10 | DMA_BUF_SYNC_READ,
+      -1,
+      1.5,
+      Number.NaN,
+      'x',
+      2n ** 40n,
+    ]) {
       await rejects(() => buf.sync(f as any), 'EINVAL');
     }
     assert.equal(await buf.sync(DMA_BUF_SYNC_START | DMA_BUF_SYNC_RW), 0);
@@ -160,7 +170,9 @@ describe('DMA_BUF_IOCTL_SYNC', () => {
     await addFence(buf.resv, tl.fence(1), DmaResvUsage.READ);
     assert.equal(await buf.sync(DMA_BUF_SYNC_START | DMA_BUF_SYNC_READ), 0);
     let done = false;
-    const p = buf.ioctl(DMA_BUF_IOCTL_SYNC, { flags: DMA_BUF_SYNC_START | DMA_BUF_SYNC_WRITE }).then(() => (done = true));
+    const p = buf
+      .ioctl(DMA_BUF_IOCTL_SYNC, { flags: DMA_BUF_SYNC_START | DMA_BUF_SYNC_WRITE })
+      .then(() => (done = true));
     await tick(3);
     assert.equal(done, false);
     tl.inc(1);
@@ -224,7 +236,10 @@ describe('mmap', () => {
     const buf = mock.export();
     await rejects(() => buf.mmap(PAGE_SIZE, 2 * PAGE_SIZE), 'EINVAL');
     const views = await buf.mmapSegments(PAGE_SIZE, 2 * PAGE_SIZE);
-    assert.deepEqual(views.map((v) => v.byteLength), [PAGE_SIZE, PAGE_SIZE]);
+    assert.deepEqual(
+      views.map((v) => v.byteLength),
+      [PAGE_SIZE, PAGE_SIZE],
+    );
     assert.equal((await buf.mmap(0, 2 * PAGE_SIZE)).byteLength, 2 * PAGE_SIZE);
     buf.put();
   });
@@ -369,7 +384,10 @@ describe('ioctl', () => {
     await rejects(() => buf.ioctl(0x1234), 'ENOTTY');
     await rejects(() => buf.ioctl(DMA_BUF_IOCTL_SYNC), 'EFAULT');
     await rejects(() => buf.ioctl(DMA_BUF_IOCTL_EXPORT_SYNC_FILE, null), 'EFAULT');
-    await rejects(() => buf.ioctl(DMA_BUF_IOCTL_IMPORT_SYNC_FILE, { flags: 1, fd: 12345 }), 'EINVAL');
+    await rejects(
+      () => buf.ioctl(DMA_BUF_IOCTL_IMPORT_SYNC_FILE, { flags: 1, fd: 12345 }),
+      'EINVAL',
+    );
     buf.put();
   });
 });
@@ -405,7 +423,10 @@ describe('fdinfo and bufinfo', () => {
     const aLine = `00004096\t00000002\t00000003\t00000001\tolder\t${String(a.inode).padStart(8, '0')}\t<none>`;
     assert.ok(text.indexOf(bLine) >= 0, text);
     assert.ok(text.indexOf(aLine) > text.indexOf(bLine), 'newest first');
-    assert.match(text, /\twrite fence: .*unsignalled\n\tAttached Devices:\n\tdisplay\nTotal 1 devices attached\n/);
+    assert.match(
+      text,
+      /\twrite fence: .*unsignalled\n\tAttached Devices:\n\tdisplay\nTotal 1 devices attached\n/,
+    );
     assert.match(text, /\nTotal \d+ objects, \d+ bytes\n$/);
     assert.equal(a.refcount, 1, 'bufinfo dropped the references it took');
     tl.inc(1);

@@ -6,6 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { DmaFence } from '../../src/fence/fence.js';
 import {
   DMA_BUF_IOCTL_EXPORT_SYNC_FILE,
   DMA_BUF_IOCTL_IMPORT_SYNC_FILE,
@@ -16,7 +17,6 @@ import {
   EPOLLIN,
   EPOLLOUT,
 } from '../../src/index.js';
-import { DmaFence } from '../../src/fence/fence.js';
 import { SyncFile } from '../../src/sync-file.js';
 import { MockExporter } from '../../src/testing/index.js';
 import { addFence, DmaResvUsage, rejects, Timeline, throws } from './_support.js';
@@ -42,7 +42,12 @@ async function vgemFenceAttach(buf: DmaBuf, write: boolean): Promise<() => void>
   return () => tl.inc(1);
 }
 
-async function importTimelineFence(buf: DmaBuf, flags: number, tl: Timeline, seqno: number): Promise<void> {
+async function importTimelineFence(
+  buf: DmaBuf,
+  flags: number,
+  tl: Timeline,
+  seqno: number,
+): Promise<void> {
   await buf.importSyncFile(flags, SyncFile.create(tl.fence(seqno)));
 }
 
@@ -229,7 +234,11 @@ describe('export and import validation', () => {
     }
     await rejects(() => buf.importSyncFile(DMA_BUF_SYNC_READ, 'nope' as any), 'EINVAL');
     await rejects(() => buf.importSyncFile(DMA_BUF_SYNC_READ, 9999), 'EINVAL');
-    assert.equal(await buf.importSyncFile(DMA_BUF_SYNC_WRITE, sf), 0, 'a signaled fence imports fine');
+    assert.equal(
+      await buf.importSyncFile(DMA_BUF_SYNC_WRITE, sf),
+      0,
+      'a signaled fence imports fine',
+    );
     buf.put();
   });
 
@@ -240,8 +249,15 @@ describe('export and import validation', () => {
     const arg: { flags: number; fd?: number } = { flags: DMA_BUF_SYNC_READ };
     assert.equal(await buf.ioctl(DMA_BUF_IOCTL_EXPORT_SYNC_FILE, arg), 0);
     const other = new MockExporter().export();
-    assert.equal(await other.ioctl(DMA_BUF_IOCTL_IMPORT_SYNC_FILE, { flags: DMA_BUF_SYNC_WRITE, fd: arg.fd }), 0);
-    assert.equal(dmabufBusy(other, DMA_BUF_SYNC_READ), true, 'the writer moved along with the file');
+    assert.equal(
+      await other.ioctl(DMA_BUF_IOCTL_IMPORT_SYNC_FILE, { flags: DMA_BUF_SYNC_WRITE, fd: arg.fd }),
+      0,
+    );
+    assert.equal(
+      dmabufBusy(other, DMA_BUF_SYNC_READ),
+      true,
+      'the writer moved along with the file',
+    );
     tl.inc(1);
     assert.equal(dmabufBusy(other, DMA_BUF_SYNC_READ), false);
     buf.put();
