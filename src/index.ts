@@ -44,6 +44,16 @@ export {
   DmaFenceCb,
   seqnoIsLater,
 } from './fence/fence.js';
+export type { ArrayDescriptor } from './fence/fence-array.js';
+export { DmaFenceArray } from './fence/fence-array.js';
+export type { ChainDescriptor, ChainLinkDescriptor } from './fence/fence-chain.js';
+export { DmaFenceChain } from './fence/fence-chain.js';
+export {
+  dedupArray,
+  unwrapFences,
+  unwrapMerge,
+  unwrapMergeContext,
+} from './fence/fence-unwrap.js';
 export type { DmaHeapExportInfo, DmaHeapOps } from './heap/dma-heap.js';
 export { DmaHeap, NUM_HEAP_MINORS } from './heap/dma-heap.js';
 export type { SystemHeapBuffer, SystemHeapConfig } from './heap/system.js';
@@ -53,4 +63,17 @@ export {
   systemHeap,
   systemHeapBufOps,
 } from './heap/system.js';
+export type {
+  SyncFenceInfo,
+  SyncFileDescriptor,
+  SyncFileInfo,
+  SyncFileInfoRequest,
+} from './sync-file.js';
+export {
+  SYNC_IOC_FILE_INFO,
+  SYNC_IOC_MAGIC,
+  SYNC_IOC_MERGE,
+  SYNC_IOC_SET_DEADLINE,
+  SyncFile,
+} from './sync-file.js';
 export { CHANNELS } from './trace.js';

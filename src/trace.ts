@@ -38,6 +38,8 @@ export const CHANNELS = {
   bufAttach: 'dmabuf:buf:attach',
   /** An importer detached: `{ buf, attachment }` (dma_buf_detach). */
   bufDetach: 'dmabuf:buf:detach',
+  /** A sw_sync timeline advanced: `{ name, value }` (sync_trace.h's sync_timeline). */
+  swSyncTimeline: 'dmabuf:sw-sync:timeline',
   /** A reservation lock holder died and the lock was recovered: `{ resv, thread }`. */
   resvOwnerDied: 'dmabuf:resv:owner-died',
 } as const;

@@ -255,6 +255,7 @@ export function refGet(core: BufCore): void {
  */
 export function refTryGet(d: Domain, slot: number): number {
   const t = d.tables.buf;
+  t.ensure(slot);
   const i = t.base(slot) + B_REFS;
   for (;;) {
     const n = Atomics.load(t.i32, i);
@@ -492,6 +493,7 @@ export function markHomeDead(d: Domain, thread: number): [number, number][] {
   const t = d.tables.buf;
   const dying: [number, number][] = [];
   const hwm = t.highWater;
+  t.ensure(hwm - 1);
   for (let s = 1; s < hwm; s++) {
     if (!t.isAllocated(s)) continue;
     const b = t.base(s);

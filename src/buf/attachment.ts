@@ -661,12 +661,14 @@ function link(core: BufCore, slot: number): void {
 function unlink(core: BufCore, slot: number): void {
   const at = core.d.tables.attach;
   const i32 = core.i32;
+  at.ensure(slot);
   const b = at.base(slot);
   if ((Atomics.load(at.i32, b + A_FLAGS) & AF_LISTED) === 0) return;
   let prev = -1;
   let cur = Atomics.load(i32, core.b + B_ATT_HEAD);
   while (cur !== 0 && cur !== slot) {
     prev = cur;
+    at.ensure(cur);
     cur = Atomics.load(at.i32, at.base(cur) + A_NEXT);
   }
   if (cur !== slot) return;
@@ -684,6 +686,7 @@ export function attachmentSlots(core: BufCore): number[] {
   let cur = Atomics.load(core.i32, core.b + B_ATT_HEAD);
   while (cur !== 0 && out.length < 1 << 20) {
     out.push(cur);
+    at.ensure(cur);
     cur = Atomics.load(at.i32, at.base(cur) + A_NEXT);
   }
   return out;
@@ -862,6 +865,7 @@ export function collectThreadAttachments(d: Domain, thread: number): number[][] 
   const at = d.tables.attach;
   const out: number[][] = [];
   const hwm = at.highWater;
+  at.ensure(hwm - 1);
   for (let s = 1; s < hwm; s++) {
     if (!at.isAllocated(s)) continue;
     const b = at.base(s);

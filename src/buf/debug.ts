@@ -11,36 +11,29 @@
  * - calls that must **not** be made with the lock held (attach, dynamicAttach, detach, export, fd,
  *   get, put, mmap, beginCpuAccess, endCpuAccess, the `*Unlocked` variants, poll's lock-taking
  *   helpers) fail with EDEADLK when the calling thread holds the buffer's reservation lock.
- *   "Holds" is judged per thread: a lock held by another task of the same thread counts;
+ *   "Holds" is judged per thread, by lockdep-lite: a lock held by another task of the same thread
+ *   counts (lockdep-lite's sections and lock records are per thread);
  * - mappings returned by exporters are checked to be page-granular (EINVAL otherwise).
  *
- * Call from any thread; the flag is per thread.
+ * Debug mode is lockdep-lite's (`src/debug/lockdep.ts`): one switch per thread, on with
+ * `DMABUF_DEBUG=1`.
  */
 
-import { Domain } from '../domain/domain.js';
+import { assertNotHeld, isDebug, setDebug } from '../debug/lockdep.js';
 import { DmaBufError, fail } from '../errors.js';
 import type { DmaResv } from '../resv/resv.js';
 
-let debug = false;
-
-/** Turns debug mode on or off in this thread; returns the previous setting. */
+/**
+ * Turns debug mode on or off in this thread; returns the previous setting. The same switch as
+ * lockdep-lite's `setDebug` (and `DMABUF_DEBUG=1`).
+ */
 export function setDmaBufDebug(on: boolean): boolean {
-  const old = debug;
-  debug = on === true;
-  return old;
+  return setDebug(on === true);
 }
 
 /** Whether debug mode is on in this thread. */
 export function isDmaBufDebug(): boolean {
-  return debug;
-}
-
-/** Whether this thread holds `resv`'s lock (as far as the reservation object can tell). */
-export function heldByThisThread(resv: DmaResv): boolean {
-  if (!resv.isLocked()) return false;
-  const owner = (resv as unknown as { ownerThread?: unknown }).ownerThread;
-  if (typeof owner === 'number') return owner === Domain.current().thread;
-  return true;
+  return isDebug();
 }
 
 /** The locking convention: `what` requires the reservation lock. EPERM if it is not held. */
@@ -55,9 +48,10 @@ export function requireHeld(resv: DmaResv, what: string): void {
   }
 }
 
-/** The locking convention: `what` must not be called holding the lock (checked in debug mode). */
+/**
+ * The locking convention: `what` must not be called holding the lock. Checked in debug mode, by
+ * lockdep-lite's record of the locks this thread holds (EDEADLK).
+ */
 export function forbidHeld(resv: DmaResv | null, what: string): void {
-  if (!debug || resv === null) return;
-  if (heldByThisThread(resv))
-    fail('EDEADLK', `${what} must not be called with the reservation lock held (debug mode)`);
+  if (resv !== null) assertNotHeld(resv, what);
 }

@@ -38,6 +38,7 @@
  * see `setDmaBufDebug`).
  */
 
+import { mightAlloc } from '../debug/lockdep.js';
 import { waitWhileEqualsAsync } from '../domain/_wait.js';
 import { Domain, onThreadExit } from '../domain/domain.js';
 import { checkFlags, checkUint, codeOf, DmaBufError, describe, fail } from '../errors.js';
@@ -298,6 +299,7 @@ export class DmaBuf {
    */
   static export(info: DmaBufExportInfo): DmaBuf {
     if (info === null || typeof info !== 'object') fail('EINVAL', 'export needs an info object');
+    mightAlloc('dma_buf_export');
     const { ops, priv, expName, owner, shared } = info;
     if (priv === undefined || priv === null) fail('EINVAL', 'export needs priv');
     validateDmaBufOps(ops);
@@ -1044,6 +1046,8 @@ export class DmaBuf {
     const t = d.tables.buf;
     const found: { slot: number; gen: number; inode: number }[] = [];
     const hwm = t.highWater;
+    t.ensure(hwm - 1);
+    t.ensure(hwm - 1);
     for (let s = 1; s < hwm; s++) {
       if (!t.isAllocated(s)) continue;
       const gen = refTryGet(d, s);
@@ -1195,6 +1199,7 @@ function claimTicket(desc: unknown): { core: BufCore; mode: number } {
 function iterFrom(d: Domain, start: number): DmaBuf | null {
   const t = d.tables.buf;
   const hwm = t.highWater;
+  t.ensure(hwm - 1);
   for (let s = Math.max(1, start); s < hwm; s++) {
     if (!t.isAllocated(s)) continue;
     const gen = refTryGet(d, s);
@@ -1380,6 +1385,7 @@ onThreadExit(20, (d, thread) => {
   const dying = markHomeDead(d, thread);
   const bt = d.tables.buf;
   const bhwm = bt.highWater;
+  bt.ensure(bhwm - 1);
   for (let s = 1; s < bhwm; s++) {
     if (!bt.isAllocated(s)) continue;
     const b = bt.base(s);
@@ -1397,6 +1403,7 @@ onThreadExit(20, (d, thread) => {
   const ht = d.tables.handle;
   const puts: [number, number, number][] = [];
   const hhwm = ht.highWater;
+  ht.ensure(hhwm - 1);
   for (let s = 1; s < hhwm; s++) {
     if (!ht.isAllocated(s)) continue;
     const b = ht.base(s);

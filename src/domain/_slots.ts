@@ -41,17 +41,35 @@ const LOW32 = 0xffff_ffffn;
 
 export class SlotTable {
   readonly sab: SharedArrayBuffer;
-  readonly i32: Int32Array;
-  readonly i64: BigInt64Array;
-  readonly f64: Float64Array;
+  /**
+   * Views of the table. They have a fixed length (the byte length when they were made): V8 11
+   * accesses length-tracking views of growable buffers ~8x slower. A slot index that came from
+   * another thread may lie beyond them after a growth there: call {@link ensure} (or
+   * {@link isSlot}) before touching it. {@link alloc} ensures its own slot.
+   */
+  i32: Int32Array;
+  i64: BigInt64Array;
+  f64: Float64Array;
   readonly slotWords: number;
 
   private constructor(sab: SharedArrayBuffer, slotWords: number) {
     this.sab = sab;
-    this.i32 = new Int32Array(sab);
-    this.i64 = new BigInt64Array(sab);
-    this.f64 = new Float64Array(sab);
     this.slotWords = slotWords;
+    this.i32 = this.i64 = this.f64 = undefined as never;
+    this.refresh();
+  }
+
+  /** Re-makes the views over the buffer's current length. */
+  refresh(): void {
+    const len = this.sab.byteLength;
+    this.i32 = new Int32Array(this.sab, 0, len >> 2);
+    this.i64 = new BigInt64Array(this.sab, 0, len >> 3);
+    this.f64 = new Float64Array(this.sab, 0, len >> 3);
+  }
+
+  /** Makes sure the views cover `slot` (refreshing them after another thread grew the table). */
+  ensure(slot: number): void {
+    if ((slot + 1) * this.slotWords > this.i32.length) this.refresh();
   }
 
   /** Creates a table. `slotWords` must be even (8-byte alignment of 64-bit fields). */
@@ -77,7 +95,7 @@ export class SlotTable {
 
   /** Attaches to a table made in another thread; checks its magic word. */
   static attach(sab: unknown, magic: number): SlotTable {
-    if (!(sab instanceof SharedArrayBuffer) || sab.byteLength < HEADER_WORDS * 4) {
+    if (!(sab instanceof SharedArrayBuffer) || sab.byteLength < HEADER_WORDS * 4 || !sab.growable) {
       fail('EINVAL', 'not a dmabuf shared table');
     }
     const i32 = new Int32Array(sab, 0, HEADER_WORDS);
@@ -104,13 +122,17 @@ export class SlotTable {
 
   /** Whether `slot` is a slot index this table could have handed out. */
   isSlot(slot: unknown): slot is number {
-    return (
-      typeof slot === 'number' &&
-      Number.isInteger(slot) &&
-      slot > 0 &&
-      slot * this.slotWords >= HEADER_WORDS &&
-      slot < this.highWater
-    );
+    if (
+      typeof slot !== 'number' ||
+      !Number.isInteger(slot) ||
+      slot <= 0 ||
+      slot * this.slotWords < HEADER_WORDS ||
+      slot >= this.highWater
+    ) {
+      return false;
+    }
+    this.ensure(slot);
+    return true;
   }
 
   /**
@@ -118,14 +140,19 @@ export class SlotTable {
    * read with {@link gen}. Lock-free; may grow the buffer. Throws ENOMEM when the table is full.
    */
   alloc(): number {
-    const { i32, i64 } = this;
     for (;;) {
+      const { i32, i64 } = this;
       const head = Atomics.load(i64, T_FREE64);
       const idx = Number(head & LOW32);
       if (idx !== 0) {
+        if ((idx + 1) * this.slotWords > i32.length) {
+          this.refresh();
+          continue;
+        }
         const next = Atomics.load(i32, this.base(idx) + S_LINK);
         const tag = ((head >> 32n) + 1n) & 0x7fff_ffffn;
         if (Atomics.compareExchange(i64, T_FREE64, head, (tag << 32n) | BigInt(next)) === head) {
+          this.ensure(idx);
           this.prepare(idx);
           return idx;
         }
@@ -137,6 +164,7 @@ export class SlotTable {
         continue;
       }
       if (Atomics.compareExchange(i32, T_HWM, hwm, hwm + 1) === hwm) {
+        this.ensure(hwm);
         this.prepare(hwm);
         return hwm;
       }
@@ -145,7 +173,8 @@ export class SlotTable {
 
   private prepare(slot: number): void {
     const b = this.base(slot);
-    this.i32.fill(0, b + 2, b + this.slotWords);
+    const i32 = this.i32;
+    for (let i = b + 2, end = b + this.slotWords; i < end; i++) i32[i] = 0;
     Atomics.store(this.i32, b + S_LINK, -1);
     Atomics.add(this.i32, b + S_GEN, 1);
   }
@@ -185,5 +214,6 @@ export class SlotTable {
       // Another thread grew it first (grow() refuses to shrink), or the reservation is exhausted.
       if (this.capacity < minSlots) fail('ENOMEM', 'shared table could not grow');
     }
+    this.refresh();
   }
 }

@@ -24,15 +24,21 @@ const dec = new TextDecoder();
 
 export class StringTable {
   readonly sab: SharedArrayBuffer;
-  private readonly i32: Int32Array;
-  private readonly u8: Uint8Array;
+  // Fixed-length views (length-tracking ones are slow in V8 11), re-made after growth.
+  private i32: Int32Array;
+  private u8: Uint8Array;
   private readonly ids = new Map<string, number>();
   private readonly strs = new Map<number, string>();
 
   private constructor(sab: SharedArrayBuffer) {
     this.sab = sab;
-    this.i32 = new Int32Array(sab);
-    this.u8 = new Uint8Array(sab);
+    this.i32 = new Int32Array(sab, 0, sab.byteLength >> 2);
+    this.u8 = new Uint8Array(sab, 0, sab.byteLength);
+  }
+
+  private refresh(): void {
+    this.i32 = new Int32Array(this.sab, 0, this.sab.byteLength >> 2);
+    this.u8 = new Uint8Array(this.sab, 0, this.sab.byteLength);
   }
 
   static create(initialBytes = 64 * 1024, maxBytes = 64 * 1024 * 1024): StringTable {
@@ -73,6 +79,7 @@ export class StringTable {
       }
       if (Atomics.compareExchange(this.i32, TAIL, off, end) === off) break;
     }
+    if (off + size > this.u8.length) this.refresh();
     this.u8.set(bytes, off + 4);
     Atomics.store(this.i32, off >> 2, bytes.length);
     const str = dec.decode(bytes);
@@ -87,6 +94,7 @@ export class StringTable {
     const cached = this.strs.get(id);
     if (cached !== undefined) return cached;
     if (id < HEADER_BYTES || id % 4 !== 0 || id >= Atomics.load(this.i32, TAIL)) return '';
+    if (id + 4 + MAX_STRING_BYTES > this.u8.length) this.refresh();
     const len = Atomics.load(this.i32, id >> 2);
     if (len < 0 || len > MAX_STRING_BYTES) return '';
     // TextDecoder refuses views over shared memory: copy the few bytes out.

@@ -30,6 +30,7 @@
 
 import type { SlotTable } from '../domain/_slots.js';
 import type { Domain } from '../domain/domain.js';
+import { trace } from '../trace.js';
 
 export const F_STATE = 2;
 export const F_WAITERS = 3;
@@ -93,7 +94,14 @@ export function slotPut(d: Domain, slot: number): void {
     const v = Atomics.load(t.i64, i);
     if ((v & LOW32) === 0n) return; // already free: a double put is ignored
     if (Atomics.compareExchange(t.i64, i, v, v - 1n) === v) {
-      if ((v & LOW32) === 1n) t.free(slot);
+      if ((v & LOW32) === 1n) {
+        const b = t.base(slot);
+        trace('fenceDestroy', () => ({
+          context: t.f64[(b + F_CONTEXT) >> 1],
+          seqno: t.f64[(b + F_SEQNO) >> 1],
+        }));
+        t.free(slot);
+      }
       return;
     }
   }

@@ -28,6 +28,7 @@
  */
 
 import { nowNs } from '../clock.js';
+import { beginSignalling, endSignalling, mightWait } from '../debug/lockdep.js';
 import {
   getWaitPolicy,
   holdKeepAlive,
@@ -198,21 +199,21 @@ export function registerFenceKind(t: string, revive: Revive): void {
   revivers.set(t, revive);
 }
 
-// ---- per-thread view cache and GC -------------------------------------------------------------
+// ---- per-thread views of published fences ------------------------------------------------------
+// slot → this thread's view, for as long as the view holds a reference on the slot (until it has
+// seen the fence signal). Held strongly: a published fence stays reachable until it signals, as a
+// kernel fence stays alive on its timeline; the kernel contract is that every fence signals, and
+// the domain signals the fences of a thread that exits. Views that nobody looked at after their
+// fence signaled are collected by an amortized sweep, so the map stays proportional to the
+// number of pending fences. (WeakRef and FinalizationRegistry cost ~1 µs per fence here, too much
+// for a per-frame path.)
+const pending = new Map<number, DmaFence>();
+let sweepAt = 1024;
 
-interface Held {
-  slot: number;
-  context: number;
-  seqno: number;
+function sweep(): void {
+  for (const f of pending.values()) if (f._head === null) f.syncFromSlot();
+  sweepAt = Math.max(1024, pending.size * 2);
 }
-
-const views = new Map<number, WeakRef<DmaFence>>(); // slot → view in this thread
-const collected = new FinalizationRegistry<Held>((held) => {
-  const ref = views.get(held.slot);
-  if (ref !== undefined && ref.deref() === undefined) views.delete(held.slot);
-  slotPut(Domain.current(), held.slot);
-  trace('fenceDestroy', () => ({ context: held.context, seqno: held.seqno }));
-});
 
 // Remote views answer names from the strings recorded at publication.
 const remoteOps: DmaFenceOps = {
@@ -326,6 +327,24 @@ export class DmaFence {
     return false;
   }
 
+  /** `dma_fence_is_array`: whether this fence is a `DmaFenceArray` (which overrides this). */
+  get isArray(): boolean {
+    return false;
+  }
+
+  /** `dma_fence_is_chain`: whether this fence is a `DmaFenceChain` (which overrides this). */
+  get isChain(): boolean {
+    return false;
+  }
+
+  /**
+   * `dma_fence_match_context`: whether the fence is on `context`. `DmaFenceArray` overrides it to
+   * require every member to be on `context`.
+   */
+  matchContext(context: number): boolean {
+    return this.context === context;
+  }
+
   /**
    * `dma_fence_is_later`: whether this fence comes after `other` on their common timeline.
    * Different contexts: false. 32-bit wrap-around unless SEQNO64.
@@ -421,7 +440,11 @@ export class DmaFence {
 
   // ---- signaling -----------------------------------------------------------------------------
 
-  /** `dma_fence_signal`: signals now. A fence signals once; later calls do nothing. */
+  /**
+   * `dma_fence_signal`: signals now. A fence signals once; later calls do nothing. Callbacks must
+   * not throw; if one does, the others still run, the fence is fully signaled, and then `signal`
+   * rethrows (the error, or an AggregateError for several).
+   */
   signal(): void {
     this.signalTimestamp(nowNs());
   }
@@ -453,12 +476,18 @@ export class DmaFence {
       const t = d.tables.fence;
       error = Atomics.load(t.i32, t.base(this._slot) + F_ERROR);
     }
-    this.finishSignal(ts, error);
+    const errors = this.finishSignal(ts, error);
+    if (errors !== null)
+      throw errors.length === 1 ? errors[0] : new AggregateError(errors, 'fence callbacks threw');
     return true;
   }
 
-  /** Marks the fence signaled here, drops the slot, and runs this thread's callbacks in order. */
-  private finishSignal(ts: bigint, error: number): void {
+  /**
+   * Marks the fence signaled here, drops the slot, and runs this thread's callbacks in order.
+   * Returns what callbacks threw (null when none did): a throwing callback never stops the others
+   * nor leaves the fence half-signaled.
+   */
+  private finishSignal(ts: bigint, error: number): unknown[] | null {
     this._error = error;
     this._timestamp = ts;
     this.flags |= SIGNALED | TIMESTAMP;
@@ -466,22 +495,24 @@ export class DmaFence {
     if (channels.fenceSignaled.hasSubscribers) {
       channels.fenceSignaled.publish({ fence: this, error, timestamp: ts });
     }
-    let cb = this._head;
+    let errors: unknown[] | null = null;
+    let cb: DmaFenceCb | null = this._head;
     this._head = this._tail = null;
+    if (cb === null) return null;
+    // Callbacks run on the signalling path: lockdep-lite flags waits and locks inside them.
+    const cookie = beginSignalling();
     while (cb !== null) {
-      const next = cb._next;
+      const next: DmaFenceCb | null = cb._next;
       cb._fence = cb._next = cb._prev = null;
       try {
         cb.func(this, cb);
       } catch (e) {
-        // A callback must not throw (the kernel's run in IRQ context). Report it without
-        // skipping the others or leaving the fence half-signaled.
-        queueMicrotask(() => {
-          throw e;
-        });
+        (errors ??= []).push(e);
       }
       cb = next;
     }
+    endSignalling(cookie);
+    return errors;
   }
 
   /**
@@ -503,7 +534,14 @@ export class DmaFence {
     if (st !== STATE_SIGNALED) return false;
     const ts = Atomics.load(t.i64, (b + F_TSTAMP) >> 1);
     const err = Atomics.load(t.i32, b + F_ERROR);
-    this.finishSignal(ts, err);
+    // Signaled by another thread: nobody here called signal() to receive callback errors, so
+    // they are reported as uncaught exceptions, after the state is consistent.
+    const errors = this.finishSignal(ts, err);
+    if (errors !== null)
+      for (const e of errors)
+        queueMicrotask(() => {
+          throw e;
+        });
     return true;
   }
 
@@ -595,6 +633,7 @@ export class DmaFence {
     checkTimeout(timeoutMs);
     if (this.isSignaled()) return timeoutMs === 0 ? 1 : timeoutMs;
     if (timeoutMs === 0) return 0;
+    mightWait('DmaFence#waitTimeout');
     if (opts.signal?.aborted) throw interrupted();
     if (channels.fenceWaitStart.hasSubscribers)
       channels.fenceWaitStart.publish({ fence: this, timeoutMs });
@@ -674,6 +713,7 @@ export class DmaFence {
     checkTimeout(timeoutMs);
     if (this.isSignaled()) return timeoutMs === 0 ? 1 : timeoutMs;
     if (timeoutMs === 0) return 0;
+    mightWait('DmaFence#waitTimeoutSync');
     const start = performance.now();
     if (!this.enableSignaling()) return remaining(start, timeoutMs);
     trace('fenceWaitStart', () => ({ fence: this, timeoutMs }));
@@ -738,6 +778,7 @@ export class DmaFence {
     let idx = first();
     if (idx >= 0) return { remaining: timeoutMs === 0 ? 1 : timeoutMs, index: idx };
     if (timeoutMs === 0) return { remaining: 0, index: -1 };
+    mightWait('DmaFence.waitAnyTimeout');
     if (opts.signal?.aborted) throw interrupted();
     const start = performance.now();
     await new Promise<void>((resolve, reject) => {
@@ -815,9 +856,11 @@ export class DmaFence {
       if (this._error === 0) this.setError(-35);
       this.signal();
     }
+    const shared = this._slot !== 0;
     this.dropSlot();
     if (!this._remote) this.ops.release?.(this);
-    trace('fenceDestroy', () => ({ context: this.context, seqno: this.seqno }));
+    // A published fence reports its destruction when its shared slot is freed (slotPut).
+    if (!shared) trace('fenceDestroy', () => ({ context: this.context, seqno: this.seqno }));
   }
 
   // ---- publication -----------------------------------------------------------------------------
@@ -879,8 +922,8 @@ export class DmaFence {
     this._domain = d;
     this._slot = slot;
     this._gen = gen;
-    views.set(slot, new WeakRef(this));
-    collected.register(this, { slot, context: this.context, seqno: this.seqno }, this);
+    pending.set(slot, this);
+    if (pending.size >= sweepAt) sweep();
     // Remote parties may wait on it: make sure the driver will signal it.
     this.enableSignaling();
     if ((this.flags & SIGNALED) === 0 && this._head !== null && !this._watching) this.watch();
@@ -892,9 +935,7 @@ export class DmaFence {
     if (this._slot === 0) return;
     const slot = this._slot;
     this._slot = 0;
-    collected.unregister(this);
-    const ref = views.get(slot);
-    if (ref !== undefined && ref.deref() === this) views.delete(slot);
+    if (pending.get(slot) === this) pending.delete(slot);
     slotPut(this._domain!, slot);
   }
 
@@ -925,7 +966,7 @@ export class DmaFence {
       f._remote = true;
       f._names = [String(l.dn ?? ''), String(l.tn ?? '')];
       f.flags |= (l.f & SEQNO64) | ENABLE_SIGNAL;
-      f.finishSignal(l.ts, l.e as number);
+      f.finishSignal(l.ts, l.e as number); // no callbacks yet: nothing can throw
       return f;
     }
     const slot = l.s;
@@ -952,13 +993,14 @@ export class DmaFence {
 
 /** The per-thread view of a slot; consumes one reference when `adopt`. */
 function viewOf(d: Domain, slot: number, gen: number, adopt: boolean): DmaFence {
-  const existing = views.get(slot)?.deref();
-  if (existing !== undefined && existing._gen === gen && existing._slot === slot) {
+  const existing = pending.get(slot);
+  if (existing !== undefined && existing._gen === gen) {
     if (adopt) slotPut(d, slot);
     return existing;
   }
-  if (!adopt) slotGet(d, slot);
   const t = d.tables.fence;
+  t.ensure(slot);
+  if (!adopt) slotGet(d, slot);
   const b = t.base(slot);
   const f = new DmaFence(remoteOps, t.f64[(b + F_CONTEXT) >> 1]!, t.f64[(b + F_SEQNO) >> 1]!);
   f._remote = true;
@@ -968,8 +1010,8 @@ function viewOf(d: Domain, slot: number, gen: number, adopt: boolean): DmaFence 
   f._domain = d;
   f._slot = slot;
   f._gen = gen;
-  views.set(slot, new WeakRef(f));
-  collected.register(f, { slot, context: f.context, seqno: f.seqno }, f);
+  pending.set(slot, f);
+  if (pending.size >= sweepAt) sweep();
   f.syncFromSlot();
   return f;
 }
@@ -998,6 +1040,7 @@ export function seqnoIsLater(a: number, b: number, seqno64: boolean): boolean {
 onThreadExit(10, (d, thread) => {
   const t = d.tables.fence;
   const hwm = t.highWater;
+  t.ensure(hwm - 1);
   const claim = (thread << 2) | 1;
   const ts = nowNs();
   for (let slot = 1; slot < hwm; slot++) {

@@ -25,6 +25,7 @@ import {
   O_RDWR,
   PAGE_SIZE,
 } from '../buf/uapi.js';
+import { mightAlloc } from '../debug/lockdep.js';
 import { checkFlags, describe, fail } from '../errors.js';
 
 /** At most this many heaps (the kernel's minor numbers). */
@@ -150,6 +151,7 @@ export class DmaHeap {
     heapFlags: number | bigint = 0,
   ): DmaBuf {
     const aligned = checkAllocation(len, fdFlags, heapFlags);
+    mightAlloc('dma_heap_buffer_alloc');
     const buf = this.ops.allocate(this, aligned, fdFlags as number, 0);
     if (!(buf instanceof DmaBuf)) fail('EIO', `heap ${this.name} returned no buffer`);
     return buf;

@@ -8,6 +8,7 @@
  * {@link MAX_FENCES} fences (in chained `resvList` slots), signaled fences are not stored.
  */
 
+import { acquired, mightLock, mightWait, released } from '../debug/lockdep.js';
 import { interrupted, waitWhileEqualsAsync, waitWhileEqualsSync } from '../domain/_wait.js';
 import { Domain, onThreadExit } from '../domain/domain.js';
 import { DmaBufError, fail } from '../errors.js';
@@ -107,6 +108,7 @@ export class DmaResv {
   ): Promise<number> {
     this.checkLive();
     if (ctx?.held.has(this)) return -114;
+    mightLock(this, ctx !== null, 'dma_resv_lock');
     const me = this._d.thread;
     const idx = this.base + R_LOCK;
     for (;;) {
@@ -124,12 +126,14 @@ export class DmaResv {
     }
     this.ctx = ctx;
     ctx?.held.add(this);
+    acquired(this);
     return 0;
   }
 
   lockSync(ctx: WwAcquireCtx | null = null): number {
     this.checkLive();
     if (ctx?.held.has(this)) return -114;
+    mightLock(this, ctx !== null, 'dma_resv_lock');
     const me = this._d.thread;
     const idx = this.base + R_LOCK;
     for (;;) {
@@ -139,6 +143,7 @@ export class DmaResv {
     }
     this.ctx = ctx;
     ctx?.held.add(this);
+    acquired(this);
     return 0;
   }
 
@@ -147,6 +152,7 @@ export class DmaResv {
     if (Atomics.compareExchange(this.i32, this.base + R_LOCK, 0, this._d.thread) !== 0)
       return false;
     this.ctx = null;
+    acquired(this);
     return true;
   }
 
@@ -155,6 +161,7 @@ export class DmaResv {
     if (Atomics.load(this.i32, idx) === 0) fail('EPERM', 'unlock of an unlocked reservation');
     this.ctx?.held.delete(this);
     this.ctx = null;
+    released(this);
     // Reservations are reset on unlock (as debug kernels do), to catch add without reserve.
     const l = this.listBase();
     if (l >= 0) {
@@ -198,13 +205,16 @@ export class DmaResv {
         next = lt.alloc();
         Atomics.store(lt.i32, b + L_NEXT, next);
       }
+      lt.ensure(next);
       b = lt.base(next);
     }
   }
 
   private listBase(): number {
     const s = Atomics.load(this.i32, this.base + R_LIST);
-    return s === 0 ? -1 : this._d.tables.resvList.base(s);
+    if (s === 0) return -1;
+    this._d.tables.resvList.ensure(s);
+    return this._d.tables.resvList.base(s);
   }
 
   reserveFences(n: number): number {
@@ -353,6 +363,7 @@ export class DmaResv {
     checkUsage(usage);
     if (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs) || timeoutMs < 0)
       fail('EINVAL', 'bad timeout');
+    if (timeoutMs !== 0) mightWait('dma_resv_wait_timeout');
     const start = performance.now();
     for (;;) {
       const fences = this.getFences(usage);
@@ -433,6 +444,7 @@ export class DmaResv {
       Atomics.store(lt.i32, l + L_COUNT, 0);
       let next = Atomics.load(lt.i32, l + L_NEXT);
       while (next !== 0) {
+        lt.ensure(next);
         const nb = lt.base(next);
         const after = Atomics.load(lt.i32, nb + L_NEXT);
         lt.free(next);
@@ -453,6 +465,7 @@ export class DmaResv {
 // A thread that dies holding a reservation lock releases it.
 onThreadExit(5, (d, thread) => {
   const t = d.tables.resv;
+  t.ensure(t.highWater - 1);
   for (let s = 1; s < t.highWater; s++) {
     if (!t.isAllocated(s)) continue;
     const idx = t.base(s) + R_LOCK;

@@ -4,7 +4,7 @@
  */
 
 import assert from 'node:assert/strict';
-import { afterEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import {
   DMA_BIDIRECTIONAL,
   DMA_FROM_DEVICE,
@@ -17,10 +17,6 @@ import {
 } from '../../src/index.js';
 import { MockExporter, MovableExporter } from '../../src/testing/index.js';
 import { addFence, DmaResvUsage, rejects, Timeline, throws, tick } from './_support.js';
-
-afterEach(() => {
-  setDmaBufDebug(false);
-});
 
 describe('dma_buf_attach / dma_buf_detach', () => {
   it('calls the exporter attach unlocked, then lists the attachment under the lock', async () => {
@@ -311,10 +307,13 @@ describe('invalidation and revocation', () => {
       { name: 'vfio-importer' },
       {
         invalidateMappings: (a) => {
-          // Bounded time: unmap soon after being told.
-          setTimeout(() => {
-            if (dynMap !== null) void a.unmapAttachmentUnlocked(dynMap).then(() => (dynMap = null));
-          }, 5);
+          // Bounded time: once its own work is done (the fences), the importer unmaps.
+          void a.dmabuf.resv.waitTimeout(DmaResvUsage.BOOKKEEP, Infinity).then(() =>
+            setTimeout(() => {
+              if (dynMap !== null)
+                void a.unmapAttachmentUnlocked(dynMap).then(() => (dynMap = null));
+            }, 1),
+          );
         },
       },
     );
@@ -398,7 +397,7 @@ describe('the locking convention in debug mode', () => {
   it('flags attach, detach, mmap, CPU access and unlocked variants called with the lock held (EDEADLK)', async () => {
     const buf = new MockExporter().export();
     const att = await buf.attach({ name: 'd' });
-    setDmaBufDebug(true);
+    const old = setDmaBufDebug(true);
     await buf.resv.lock(null);
     try {
       await rejects(() => buf.attach({ name: 'x' }), 'EDEADLK');
@@ -413,6 +412,7 @@ describe('the locking convention in debug mode', () => {
       await att.unmapAttachment(m);
     } finally {
       buf.resv.unlock();
+      setDmaBufDebug(old);
     }
     await buf.detach(att);
     buf.put();
@@ -422,11 +422,15 @@ describe('the locking convention in debug mode', () => {
     const mock = new MockExporter({ size: 4 * PAGE_SIZE, segmentSize: 100 });
     const buf = mock.export();
     const att = await buf.attach({ name: 'd' });
-    setDmaBufDebug(true);
-    await rejects(() => att.mapAttachmentUnlocked(DMA_BIDIRECTIONAL), 'EINVAL');
-    assert.equal(mock.maps, 0, 'the failed map was unmapped');
-    setDmaBufDebug(false);
+    const old = setDmaBufDebug(true);
+    try {
+      await rejects(() => att.mapAttachmentUnlocked(DMA_BIDIRECTIONAL), 'EINVAL');
+      assert.equal(mock.maps, 0, 'the failed map was unmapped');
+    } finally {
+      setDmaBufDebug(false);
+    }
     const m = await att.mapAttachmentUnlocked(DMA_BIDIRECTIONAL);
+    setDmaBufDebug(old);
     await att.unmapAttachmentUnlocked(m);
     await buf.detach(att);
     buf.put();

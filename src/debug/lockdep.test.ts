@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { DmaBufError } from '../errors.js';
+import { DmaFence, type DmaFenceOps } from '../fence/fence.js';
+import {
+  acquired,
+  assertNotHeld,
+  beginSignalling,
+  endSignalling,
+  inSignallingSection,
+  mightAlloc,
+  mightLock,
+  released,
+  resetLockdep,
+  setDebug,
+} from './lockdep.js';
+
+const ops: DmaFenceOps = { getDriverName: () => 'ld', getTimelineName: () => 'ld' };
+const isDeadlk = (e: unknown): boolean =>
+  e instanceof DmaBufError && e.code === 'EDEADLK' && /lockdep-lite/.test(e.message);
+
+describe('lockdep-lite', () => {
+  let prev = false;
+  beforeEach(() => {
+    prev = setDebug(true);
+    resetLockdep();
+  });
+  afterEach(() => {
+    setDebug(prev);
+    resetLockdep();
+  });
+
+  it('a blocking fence wait inside a signalling section is flagged', () => {
+    const f = new DmaFence(ops, 1, 1);
+    const c = beginSignalling();
+    assert.throws(() => f.waitTimeoutSync(1), isDeadlk);
+    endSignalling(c);
+    assert.equal(f.waitTimeoutSync(1), 0, 'outside the section the same wait is fine');
+  });
+
+  it('an async wait started inside a signalling section is flagged', async () => {
+    const f = new DmaFence(ops, 1, 1);
+    const c = beginSignalling();
+    await assert.rejects(f.waitTimeout(5), isDeadlk);
+    endSignalling(c);
+  });
+
+  it('a fence callback that waits on another fence is flagged (callbacks run in a section)', () => {
+    const f = new DmaFence(ops, 1, 1);
+    const g = new DmaFence(ops, 1, 2);
+    f.addCallback(() => g.waitTimeoutSync(1));
+    assert.throws(() => f.signal(), isDeadlk);
+    assert.equal(f.isSignaled(), true, 'the fence still signaled');
+    assert.equal(inSignallingSection(), false, 'the section was closed');
+  });
+
+  it('sections nest and must close in order', () => {
+    const a = beginSignalling();
+    const b = beginSignalling();
+    assert.throws(() => endSignalling(a), isDeadlk);
+    endSignalling(b);
+    endSignalling(a);
+    assert.equal(inSignallingSection(), false);
+  });
+
+  it('allocations and lock acquisitions inside a section are flagged', () => {
+    const c = beginSignalling();
+    assert.throws(() => mightAlloc('heap.allocate'), isDeadlk);
+    assert.throws(() => mightLock({}, true), isDeadlk);
+    endSignalling(c);
+  });
+
+  it('lock order inversions without a ctx are reported before they deadlock', () => {
+    const A = {};
+    const B = {};
+    mightLock(A, false);
+    acquired(A);
+    mightLock(B, false);
+    acquired(B);
+    released(B);
+    released(A);
+    mightLock(B, false);
+    acquired(B);
+    assert.throws(() => mightLock(A, false), isDeadlk);
+    released(B);
+  });
+
+  it('locks taken under an acquire context record no order', () => {
+    const A = {};
+    const B = {};
+    mightLock(A, true);
+    acquired(A);
+    mightLock(B, true);
+    acquired(B);
+    released(B);
+    released(A);
+    mightLock(B, true);
+    acquired(B);
+    mightLock(A, true);
+    released(B);
+  });
+
+  it('assertNotHeld flags a lock held where the convention forbids it', () => {
+    const A = {};
+    acquired(A);
+    assert.throws(() => assertNotHeld(A, 'DmaBuf#attach'), isDeadlk);
+    released(A);
+    assertNotHeld(A, 'DmaBuf#attach');
+  });
+
+  it('everything is silent when debug mode is off', () => {
+    setDebug(false);
+    const f = new DmaFence(ops, 1, 1);
+    const c = beginSignalling();
+    assert.equal(f.waitTimeoutSync(1), 0);
+    mightAlloc('x');
+    endSignalling(c);
+  });
+});

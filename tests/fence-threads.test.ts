@@ -1,0 +1,160 @@
+// Fences across real Worker threads: scripted scenarios, races, seeded stress, thread exit, and
+// event-loop liveness of async waits.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { DmaFence, type DmaFenceOps, Domain } from '../src/index.js';
+import { prng, type Rpc, rpc } from './_rpc.js';
+
+const ops: DmaFenceOps = { getDriverName: () => 'main', getTimelineName: () => 'main-tl' };
+const workerUrl = new URL('./fixtures/fence-worker.js', import.meta.url);
+
+describe('fences across worker threads', () => {
+  let a: Rpc;
+  let b: Rpc;
+  before(() => {
+    const d = Domain.current();
+    a = rpc(d.spawn(workerUrl));
+    b = rpc(d.spawn(workerUrl));
+  });
+  after(async () => {
+    await a.worker.terminate();
+    await b.worker.terminate();
+  });
+
+  it('a fence signaled in one worker wakes a blocking waiter in another and an async waiter here', async () => {
+    const f = new DmaFence(ops, DmaFence.contextAlloc(), 1);
+    const waitB = b.stream('wait-sync', { fence: f.share(), timeout: 10_000 });
+    await waitB(0);
+    const mainWait = f.waitTimeout(10_000);
+    const s = await a.call('signal', { fence: f.share(), error: -5 });
+    assert.equal(s.already, false);
+    const wb = await waitB(1);
+    assert.ok(wb.r >= 1);
+    assert.equal(wb.error, -5, 'error seen in the waiting worker');
+    assert.equal(wb.status, -5);
+    assert.ok((await mainWait) >= 1);
+    assert.equal(f.getStatus(), -5, 'error seen in the creating thread');
+    assert.equal(f.timestamp, s.ts, 'one timestamp everywhere');
+    assert.equal(wb.ts, s.ts);
+  });
+
+  it('main signals, workers wait asynchronously and blocking', async () => {
+    const f = new DmaFence(ops, DmaFence.contextAlloc(), 1);
+    const wa = a.stream('wait-async', { fence: f.share(), timeout: 10_000 });
+    const wb = b.stream('wait-sync', { fence: f.share(), timeout: 10_000 });
+    await wa(0);
+    await wb(0);
+    f.signal();
+    assert.ok((await wa(1)).r >= 1);
+    assert.ok((await wb(1)).r >= 1);
+  });
+
+  it('waits time out with 0 in a worker when nobody signals', async () => {
+    const f = new DmaFence(ops, DmaFence.contextAlloc(), 1);
+    const wb = b.stream('wait-sync', { fence: f.share(), timeout: 20 });
+    assert.equal((await wb(1)).r, 0);
+    const wa = a.stream('wait-async', { fence: f.share(), timeout: 20 });
+    assert.equal((await wa(1)).r, 0);
+    f.signal();
+  });
+
+  it('callbacks registered in a worker run in that worker soon after a signal elsewhere', async () => {
+    const f = new DmaFence(ops, DmaFence.contextAlloc(), 1);
+    const cb = a.stream('callback', { fence: f.share() });
+    assert.equal((await cb(0)).added, true);
+    f.setError(-125);
+    f.signal();
+    const ran = await cb(1);
+    assert.equal(ran.ran, true);
+    assert.equal(ran.thread, a.worker.threadId);
+    assert.equal(ran.status, -125);
+    const late = a.stream('callback', { fence: f.share() });
+    assert.equal((await late(0)).added, false, 'a signaled fence does not take callbacks');
+  });
+
+  it('callbacks registered here run here when a worker signals', async () => {
+    const f = new DmaFence(ops, DmaFence.contextAlloc(), 1);
+    const ran = new Promise<number>((resolve) =>
+      f.addCallback((fence) => resolve(fence.getStatus())),
+    );
+    f.share(); // publish after adding: the watcher must still be armed
+    await a.call('signal', { fence: f.share() });
+    assert.equal(await ran, 1);
+  });
+
+  it('two workers racing to signal the same fences: each fence is won exactly once', async () => {
+    const n = 200;
+    const fs = Array.from({ length: n }, (_, i) => new DmaFence(ops, DmaFence.contextAlloc(), i));
+    const [ra, rb] = await Promise.all([
+      a.call('race', { fences: fs.map((f) => f.share()) }),
+      b.call('race', { fences: fs.map((f) => f.share()).reverse() }),
+    ]);
+    assert.equal(ra.won + rb.won, n);
+    for (const f of fs) assert.equal(f.isSignaled(), true);
+  });
+
+  it('seeded stress: random fences signaled by random threads, every waiter wakes', async () => {
+    const seed = Number(process.env.DMABUF_SEED ?? Date.now() % 100000);
+    const rnd = prng(seed);
+    try {
+      for (let round = 0; round < 5; round++) {
+        const n = 50;
+        const fs = Array.from(
+          { length: n },
+          (_, i) => new DmaFence(ops, DmaFence.contextAlloc(), i),
+        );
+        const waiter = rnd() < 0.5 ? a : b;
+        const other = waiter === a ? b : a;
+        const w = waiter.stream('wait-all-sync', { fences: fs.map((f) => f.share()) });
+        await w(0);
+        const mine: DmaFence[] = [];
+        const theirs: DmaFence[] = [];
+        for (const f of fs) (rnd() < 0.5 ? mine : theirs).push(f);
+        const s = other.call('race', { fences: theirs.map((f) => f.share()) });
+        for (const f of mine) f.signal();
+        await s;
+        assert.equal((await w(1)).ok, n);
+      }
+    } catch (e) {
+      console.error(`seed ${seed}`);
+      throw e;
+    }
+  });
+
+  it('fences created in a worker signal with -ENOENT when it exits', async () => {
+    const d = Domain.current();
+    const c = rpc(d.spawn(workerUrl));
+    const { fences } = await c.call('create', { count: 3 });
+    const fs = fences.map((x: never) => DmaFence.fromShared(x));
+    const waits = fs.map((f: DmaFence) => f.waitTimeout(10_000));
+    const cbStatus = new Promise<number>((resolve) =>
+      fs[0].addCallback((f: DmaFence) => resolve(f.getStatus())),
+    );
+    await c.worker.terminate();
+    for (const r of await Promise.all(waits)) assert.ok(r >= 1);
+    for (const f of fs) assert.equal(f.getStatus(), -2);
+    assert.equal(await cbStatus, -2);
+  });
+});
+
+describe('event-loop liveness', () => {
+  const script = fileURLToPath(new URL('./fixtures/keepalive-main.js', import.meta.url));
+
+  it('an async wait keeps Node alive until the fence signals, then lets it exit', () => {
+    const r = spawnSync(process.execPath, [script, 'async'], { encoding: 'utf8', timeout: 10_000 });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /waited 0 status 1/);
+  });
+
+  it('a callback alone does not keep Node alive', () => {
+    const r = spawnSync(process.execPath, [script, 'callback-only'], {
+      encoding: 'utf8',
+      timeout: 10_000,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.doesNotMatch(r.stdout, /callback ran/);
+  });
+});
