@@ -50,6 +50,7 @@ import {
   STATE_LIVE,
 } from './_layout.js';
 import { registerRpc, rpcCall, rpcSend } from './_rpc.js';
+import { SlotMap } from './_slotmap.js';
 import type { DmaBuf } from './dma-buf.js';
 import { recordAdd, recordAlloc, recordFree } from './handles.js';
 import type { DmaBufOps, DmaBufOwner, DmaBufSegment, DmaBufSgTable } from './ops.js';
@@ -191,7 +192,7 @@ export function setBorrowedFactory(f: (core: BufCore) => DmaBuf): void {
 
 // ---- registry of this thread's cores -------------------------------------------------------------
 
-const cores = new Map<number, BufCore>();
+const cores = new SlotMap<BufCore>();
 
 /** This thread's core for `slot` if it has one of generation `gen`. */
 export function coreCached(slot: number, gen: number): BufCore | undefined {
@@ -212,6 +213,14 @@ export function coreFor(d: Domain, slot: number, gen: number): BufCore {
   if (!t.isSlot(slot) || t.gen(slot) !== gen) fail('EBADF', 'stale buffer reference');
   const st = Atomics.load(t.i32, t.base(slot) + B_STATE);
   if (st !== STATE_LIVE && st !== STATE_DYING) fail('EBADF', 'the buffer was released');
+  for (let i = recent.length - 1; i >= 0; i--) {
+    const r = recent[i]!;
+    if (r.slot === slot && r.gen === gen && !r.released) {
+      recent.splice(i, 1);
+      cores.set(slot, r);
+      return r;
+    }
+  }
   const b = t.base(slot);
   const resv = resvFromRef(d, t.i32[b + B_RESV_SLOT]!, t.i32[b + B_RESV_GEN]!);
   const core = new BufCore(d, slot, gen, resv, null, undefined);
@@ -219,10 +228,23 @@ export function coreFor(d: Domain, slot: number, gen: number): BufCore {
   return core;
 }
 
+/**
+ * Cores forgotten lately, kept so that a buffer handed to this thread again and again (a frame
+ * posted every round) reuses its view, its reservation view and its rebuilt exporter ops.
+ */
+const recent: BufCore[] = [];
+const RECENT_MAX = 32;
+
 /** Drops the core from this thread's registry when nothing here uses it any more. */
 export function coreMaybeForget(core: BufCore): void {
   if (core.exported || core.localRefs > 0 || core.localFds > 0 || core.localAttachments > 0) return;
-  if (cores.get(core.slot) === core) cores.delete(core.slot);
+  if (cores.get(core.slot) === core) {
+    cores.delete(core.slot);
+    if (!core.released) {
+      recent.push(core);
+      if (recent.length > RECENT_MAX) recent.shift();
+    }
+  }
 }
 
 /** Number of cores this thread knows (diagnostics and tests). */
@@ -314,7 +336,7 @@ export function holdSub(core: BufCore, n: number): void {
 // ---- release --------------------------------------------------------------------------------------
 
 /** Exporter-side state that only the home thread has: ops, priv, owner (by slot). */
-const exported = new Map<number, BufCore>();
+const exported = new SlotMap<BufCore>();
 
 /** @internal registers a freshly exported core as this (home) thread's. */
 export function exportedRegister(core: BufCore): void {

@@ -60,6 +60,7 @@ import {
   BF_HOME_DEAD,
 } from './_layout.js';
 import { ensureInbox, registerRpc, rpcSend } from './_rpc.js';
+import { SlotMap } from './_slotmap.js';
 import { forbidHeld, isDmaBufDebug, requireHeld } from './debug.js';
 import type { DmaBuf } from './dma-buf.js';
 import {
@@ -86,7 +87,7 @@ export function checkDirection(dir: unknown): asserts dir is DmaDataDirection {
 }
 
 /** Attachments made in this thread, by record slot (for invalidation and lookups). */
-const importerAtts = new Map<number, DmaBufAttachment>();
+const importerAtts = new SlotMap<DmaBufAttachment>();
 
 /** Exporter-side record of one forwarded map. */
 interface ExporterMap {

@@ -218,8 +218,14 @@ function narrowMode(from: number, want: number | undefined): number {
   return want;
 }
 
+let leakWarned = false;
 const leaked = new FinalizationRegistry<BufCore>((core) => {
-  process.emitWarning('dmabuf: a DmaBuf reference was garbage-collected without put()');
+  if (!leakWarned) {
+    leakWarned = true;
+    process.emitWarning(
+      'dmabuf: a DmaBuf reference was garbage-collected without put() (reported once per thread)',
+    );
+  }
   if (core.released) return;
   holdSub(core, 1);
   refPut(core);

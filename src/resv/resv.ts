@@ -45,7 +45,7 @@ export interface ResvDescriptor {
   g: number;
 }
 
-const views = new Map<number, WeakRef<DmaResv>>();
+const views: (WeakRef<DmaResv> | undefined)[] = [];
 
 function checkUsage(u: unknown): asserts u is DmaResvUsage {
   if (u !== 0 && u !== 1 && u !== 2 && u !== 3)
@@ -71,7 +71,7 @@ export class DmaResv {
     this._slot = t.alloc();
     this._gen = t.gen(this._slot);
     Atomics.store(t.i32, t.base(this._slot) + R_LIVE, 1);
-    views.set(this._slot, new WeakRef(this));
+    views[this._slot] = new WeakRef(this);
   }
 
   static create(): DmaResv {
@@ -425,10 +425,10 @@ export class DmaResv {
     const t = d.tables.resv;
     if (!t.isSlot(slot) || t.gen(slot) !== gen || Atomics.load(t.i32, t.base(slot) + R_LIVE) !== 1)
       fail('EBADF', 'stale reservation descriptor');
-    const v = views.get(slot)?.deref();
+    const v = views[slot]?.deref();
     if (v !== undefined && v._gen === gen) return v;
     const r = new DmaResv({ d, slot, gen });
-    views.set(slot, new WeakRef(r));
+    views[slot] = new WeakRef(r);
     return r;
   }
 
@@ -453,7 +453,7 @@ export class DmaResv {
       lt.free(Atomics.load(this.i32, this.base + R_LIST));
       Atomics.store(this.i32, this.base + R_LIST, 0);
     }
-    views.delete(this._slot);
+    views[this._slot] = undefined;
     t.free(this._slot);
   }
 
