@@ -80,6 +80,11 @@ import {
   PAGE_SIZE,
 } from './uapi.js';
 
+/** The common part of the buffer tracepoints' messages (the kernel's `dma_buf` event class). */
+export function tp(core: BufCore): { buf: DmaBuf; expName: string; size: number; ino: number } {
+  return { buf: core.borrowed, expName: core.expName, size: core.size, ino: core.inode };
+}
+
 /** Checks a DMA direction (DMA_NONE and anything else: EINVAL). */
 export function checkDirection(dir: unknown): asserts dir is DmaDataDirection {
   if (dir !== DMA_BIDIRECTIONAL && dir !== DMA_TO_DEVICE && dir !== DMA_FROM_DEVICE)
@@ -760,7 +765,12 @@ export async function attachImpl(
   } finally {
     core.resv.unlock();
   }
-  trace('bufAttach', () => ({ buf: core.borrowed, attachment: att, dynamic: ops !== null }));
+  trace('bufAttach', () => ({
+    ...tp(core),
+    attachment: att,
+    dynamic: ops !== null,
+    dev: dev.name,
+  }));
   return att;
 }
 
@@ -802,7 +812,12 @@ export async function detachImpl(core: BufCore, att: unknown): Promise<void> {
         process.emitWarning(`dmabuf: exporter detach failed: ${String(e)}`);
       }
     }
-    trace('bufDetach', () => ({ buf: core.borrowed, attachment: att }));
+    trace('bufDetach', () => ({
+      ...tp(core),
+      attachment: att,
+      dynamic: att.isDynamic,
+      dev: att.dev.name,
+    }));
   } finally {
     release();
   }
@@ -911,7 +926,13 @@ export async function reapThreadAttachments(d: Domain, list: number[][]): Promis
         core.proxies.delete(slot!);
         await core.ops.detach?.(core.borrowed, p);
       }
-      trace('bufDetach', () => ({ buf: core!.borrowed, attachment: null, thread: slot }));
+      trace('bufDetach', () => ({
+        ...tp(core!),
+        attachment: null,
+        dynamic: false,
+        dev: attachmentDevName(core!, slot!),
+        exited: true,
+      }));
     } catch (e) {
       process.emitWarning(`dmabuf: detaching an exited thread's attachment failed: ${String(e)}`);
     } finally {

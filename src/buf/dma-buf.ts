@@ -124,6 +124,7 @@ import {
   invalidateMappingsImpl,
   lockOrThrow,
   reapThreadAttachments,
+  tp,
   waitForUnmaps,
 } from './attachment.js';
 import { forbidHeld, requireHeld } from './debug.js';
@@ -370,7 +371,7 @@ export class DmaBuf {
     Atomics.store(i32, b + B_STATE, STATE_LIVE);
     Atomics.store(i32, b + B_REFS, 1);
     const buf = new DmaBuf(core, i32[b + B_FFLAGS]! & O_ACCMODE, REF_LIVE);
-    trace('bufExport', () => ({ buf }));
+    trace('bufExport', () => ({ ...tp(core), buf }));
     return buf;
   }
 
@@ -484,7 +485,7 @@ export class DmaBuf {
     this._state = REF_PUT;
     leaked.unregister(this);
     if (core.released) return;
-    trace('bufPut', () => ({ buf: this }));
+    trace('bufPut', () => ({ ...tp(core), buf: this }));
     holdSub(core, 1);
     refPut(core);
     coreMaybeForget(core);
@@ -523,7 +524,7 @@ export class DmaBuf {
     refGet(core);
     holdAdd(core, 1);
     const buf = new DmaBuf(core, file.mode, REF_LIVE);
-    trace('bufGet', () => ({ buf, fd }));
+    trace('bufGet', () => ({ ...tp(core), buf, fd }));
     return buf;
   }
 
@@ -736,7 +737,7 @@ export class DmaBuf {
     const pages = Math.ceil(len / PAGE_SIZE);
     if (pgoff + pages > Math.floor(core.size / PAGE_SIZE))
       fail('EINVAL', `${what}: the range is beyond the buffer`);
-    trace('bufMmap', () => ({ buf: this, offset, length: len }));
+    trace('bufMmap', () => ({ ...tp(core), buf: this, offset, length: len }));
     const segs = plainSegments(await exporterMmap(core, { pgoff, pages, write }), 'mmap');
     const views: Uint8Array[] = [];
     let left = len;
@@ -985,7 +986,13 @@ export class DmaBuf {
       case DMA_BUF_IOCTL_EXPORT_SYNC_FILE: {
         const a = obj();
         const sf = this.exportSyncFile(a.flags);
-        const file: SyncFileFile = { fileKind: 'sync_file', syncFile: sf, release() {} };
+        const file: SyncFileFile = {
+          fileKind: 'sync_file',
+          syncFile: sf,
+          release() {
+            sf.put();
+          },
+        };
         a.fd = fdInstall(file, O_CLOEXEC);
         return 0;
       }
@@ -1156,7 +1163,7 @@ function installHandle(core: BufCore, mode: number, cloexec: number): number {
   const fd = fdInstall(file, cloexec | mode);
   file.rec = recordAlloc(d, d.thread, H_FD, core.slot, core.gen, fd, cloexec | mode);
   core.localFds++;
-  trace('bufFd', () => ({ buf: core.borrowed, fd }));
+  trace('bufFd', () => ({ ...tp(core), fd }));
   return fd;
 }
 
@@ -1218,7 +1225,10 @@ function iterFrom(d: Domain, start: number): DmaBuf | null {
 }
 
 function syncFileOf(x: unknown): SyncFile {
-  if (x instanceof SyncFile) return x;
+  if (x instanceof SyncFile) {
+    if (x.closed) fail('EINVAL', 'the sync file was closed');
+    return x;
+  }
   if (typeof x === 'number') {
     let e: ReturnType<typeof fdLookup>;
     try {

@@ -29,6 +29,9 @@ export const DMA_BUF_SYNC_VALID_FLAGS_MASK = DMA_BUF_SYNC_RW | DMA_BUF_SYNC_END;
 /** Size of a buffer's name including the terminating NUL: names hold at most 31 bytes. */
 export const DMA_BUF_NAME_LEN = 32;
 
+/** The dma-buf pseudo-filesystem's magic (`uapi/linux/magic.h`): 'DMAB'. */
+export const DMA_BUF_MAGIC = 0x444d4142;
+
 /** The ioctl type of dma-buf fds ('b'). */
 export const DMA_BUF_BASE = 0x62;
 

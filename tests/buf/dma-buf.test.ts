@@ -379,10 +379,14 @@ describe('the global list (dma_buf_iter_begin / dma_buf_iter_next)', () => {
 describe('tracepoints', () => {
   it('publishes export, fd, get, put, mmap, attach and detach', async () => {
     const seen: string[] = [];
+    const msgs = new Map<string, any>();
     const subs: [string, (m: unknown) => void][] = [];
     for (const [k, name] of Object.entries(CHANNELS)) {
       if (!k.startsWith('buf')) continue;
-      const fn = (): void => void seen.push(k);
+      const fn = (m: unknown): void => {
+        seen.push(k);
+        msgs.set(k, m);
+      };
       diagnosticsChannel.subscribe(name, fn);
       subs.push([name, fn]);
     }
@@ -408,7 +412,15 @@ describe('tracepoints', () => {
       'bufDetach',
     ]) {
       assert.ok(seen.includes(k), `${k} missing from ${seen.join(',')}`);
+      const m = msgs.get(k);
+      assert.equal(m.expName, 'mock');
+      assert.equal(m.size, 4 * PAGE_SIZE);
+      assert.equal(typeof m.ino, 'number');
+      assert.ok(m.buf instanceof DmaBuf);
     }
+    assert.equal(typeof msgs.get('bufFd').fd, 'number');
+    assert.deepEqual([msgs.get('bufAttach').dev, msgs.get('bufAttach').dynamic], ['d', false]);
+    assert.equal(msgs.get('bufMmap').length, PAGE_SIZE);
   });
 });
 
