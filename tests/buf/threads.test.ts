@@ -169,6 +169,32 @@ describe('handles across threads', () => {
   });
 });
 
+describe('seeded random stress', () => {
+  it('three workers churn references and handles of one buffer; it is released once, at the end', async () => {
+    const seed = Number(process.env.STRESS_SEED ?? Date.now() % 100000);
+    const mock = new MockExporter();
+    const buf = mock.export();
+    const ws = [worker(), worker(), worker()];
+    try {
+      await Promise.all(
+        ws.map((w, i) =>
+          w.call('stress', {
+            seed: seed + i,
+            steps: 3000,
+            descs: [buf.share(), buf.share(), buf.share()],
+          }),
+        ),
+      );
+    } catch (e) {
+      throw new Error(`stress failed with STRESS_SEED=${seed}: ${String(e)}`);
+    }
+    assert.equal(buf.refcount, 1, `STRESS_SEED=${seed}`);
+    assert.equal(mock.releases, 0);
+    buf.put();
+    assert.equal(mock.releases, 1, `STRESS_SEED=${seed}`);
+  });
+});
+
 describe('descriptors that must not install', () => {
   it('installs once; a second install, a forged or tampered descriptor is EBADF', async () => {
     const w = worker();
