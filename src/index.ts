@@ -23,4 +23,20 @@ export {
   DmaFenceCb,
   seqnoIsLater,
 } from './fence/fence.js';
+export type { DmaResvDescriptor, DmaResvEntry } from './resv/resv.js';
+export { DmaResv, DmaResvIter, DmaResvUsage } from './resv/resv.js';
+export type {
+  WwLockInterruptibleResult,
+  WwLockResult,
+  WwMutexDescriptor,
+} from './resv/ww-mutex.js';
+export {
+  EALREADY,
+  EDEADLK,
+  EINTR,
+  reservationWwClass,
+  WwAcquireCtx,
+  WwClass,
+  WwMutex,
+} from './resv/ww-mutex.js';
 export { CHANNELS } from './trace.js';
