@@ -630,8 +630,15 @@ export class DmaResv {
     for (const s of objs.keys()) if (!keep.has(s)) objs.delete(s);
   }
 
+  /** Drops the cached object of fence `slot` unless another entry still holds it (lock held). */
   private forget(slot: number): void {
-    this.objs?.delete(slot);
+    const objs = this.objs;
+    if (objs === null || !objs.has(slot)) return;
+    const ref = this._listRef();
+    const ls = listSlot(ref);
+    const n = this._count(ref);
+    for (let i = 0; i < n; i++) if (entrySlot(this.readEntry(ls, i)) === slot) return;
+    objs.delete(slot);
   }
 
   /** Whether the fence of entry (slot, gen) has signaled (lock held: the entry's reference). */
