@@ -63,6 +63,22 @@ export {
   systemHeap,
   systemHeapBufOps,
 } from './heap/system.js';
+export type { DmaResvDescriptor, DmaResvEntry } from './resv/resv.js';
+export { DmaResv, DmaResvIter, DmaResvUsage } from './resv/resv.js';
+export type {
+  WwLockInterruptibleResult,
+  WwLockResult,
+  WwMutexDescriptor,
+} from './resv/ww-mutex.js';
+export {
+  EALREADY,
+  EDEADLK,
+  EINTR,
+  reservationWwClass,
+  WwAcquireCtx,
+  WwClass,
+  WwMutex,
+} from './resv/ww-mutex.js';
 export type {
   SyncFenceInfo,
   SyncFileDescriptor,

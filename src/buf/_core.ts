@@ -21,6 +21,7 @@
 import { Domain } from '../domain/domain.js';
 import { fail } from '../errors.js';
 import type { DmaFenceCb } from '../fence/fence.js';
+import { KIND_RESV, recordCheck, recordGet, recordPut } from '../resv/_record.js';
 import { DmaResv } from '../resv/resv.js';
 import {
   B_ATT_COUNT,
@@ -254,14 +255,30 @@ export function coreCount(): number {
 
 // ---- reservation objects in records (the one place that knows how a resv is referenced) -----------
 
-/** @internal the [slot, gen] a record stores for `resv`. */
+// The buffer record owns one reference on its reservation record (taken at export with share(),
+// dropped at release), so that the reservation object outlives the buffer whoever else drops
+// theirs. Each thread's view of it holds its own reference (DmaResv's rule).
+
+/** @internal takes the buffer's reference on `resv`; returns the [slot, gen] the record stores. */
 export function resvRef(resv: DmaResv): [number, number] {
-  return [resv._slot, resv._gen];
+  const desc = resv.share();
+  return [desc.s, desc.g];
 }
 
-/** @internal this thread's view of the reservation object a record names. */
+/** @internal drops the buffer's reference on its reservation record. */
+export function resvUnref(d: Domain, slot: number): void {
+  recordPut(d, slot);
+}
+
+/**
+ * @internal this thread's view of the reservation object a record names (the same object for the
+ * same record within a thread). The buffer's own reference keeps the record alive meanwhile.
+ */
 export function resvFromRef(d: Domain, slot: number, gen: number): DmaResv {
-  return DmaResv._fromSlot(d, slot, gen);
+  if (!recordCheck(d, slot, gen, KIND_RESV))
+    fail('EBADF', "the buffer's reservation object is gone");
+  recordGet(d, slot);
+  return DmaResv.fromShared({ t: 'resv', d: d.id, s: slot, g: gen });
 }
 
 // ---- reference counting ---------------------------------------------------------------------------
@@ -427,13 +444,14 @@ function finishRelease(core: BufCore): void {
   const d = core.d;
   const t = d.tables.buf;
   const i32 = t.i32;
-  if (core.embeddedResv) {
-    try {
-      core.resv.fini();
-    } catch (e) {
-      process.emitWarning(`dmabuf: reservation fini failed: ${String(e)}`);
-    }
+  // dma_resv_fini of an embedded reservation object: this thread's view goes, and the buffer's
+  // own reference (a caller-provided object keeps the caller's references).
+  try {
+    if (core.embeddedResv) core.resv.fini();
+  } catch (e) {
+    process.emitWarning(`dmabuf: reservation fini failed: ${String(e)}`);
   }
+  resvUnref(d, i32[core.b + B_RESV_SLOT]!);
   if (Atomics.load(i32, core.b + B_ATT_COUNT) !== 0)
     process.emitWarning('dmabuf: buffer released with attachments still attached');
   if (core.exported) {

@@ -781,7 +781,7 @@ export async function detachImpl(core: BufCore, att: unknown): Promise<void> {
   if (att._core.slot !== core.slot || att._core.gen !== core.gen)
     fail('EINVAL', 'detach: the attachment belongs to another buffer');
   if (att._detached) fail('EINVAL', 'detach: already detached');
-  forbidHeld(core.resv, 'detach');
+  if (!core.released) forbidHeld(core.resv, 'detach');
   const d = core.d;
   const at = d.tables.attach;
   att._detached = true;

@@ -49,9 +49,13 @@ export function requireHeld(resv: DmaResv, what: string): void {
 }
 
 /**
- * The locking convention: `what` must not be called holding the lock. Checked in debug mode, by
- * lockdep-lite's record of the locks this thread holds (EDEADLK).
+ * The locking convention: `what` must not be called holding the lock. Checked in debug mode
+ * (EDEADLK): the reservation object knows whether this thread holds it, and lockdep-lite's record
+ * of held locks is consulted too.
  */
 export function forbidHeld(resv: DmaResv | null, what: string): void {
-  if (resv !== null) assertNotHeld(resv, what);
+  if (resv === null || !isDebug()) return;
+  assertNotHeld(resv, what);
+  if (resv.isHeld())
+    fail('EDEADLK', `${what} must not be called with the reservation lock held (debug mode)`);
 }

@@ -1286,9 +1286,11 @@ function pollArm(core: BufCore, dir: 0 | 1): boolean {
   refGet(core);
   holdAdd(core, 1);
   const usage = DmaResv.usageRw(dir === 1);
-  for (const fence of core.resv.fencesUnlocked(usage)) {
+  const it = core.resv.fencesUnlocked(usage);
+  for (const { fence } of it) {
     const cb = new DmaFenceCb(() => pollFire(core, dir));
     if (fence.addCallback(cb) !== null) {
+      it.return();
       core.pollCbs[dir] = cb;
       return false;
     }

@@ -425,7 +425,7 @@ describe('fdinfo and bufinfo', () => {
     assert.ok(text.indexOf(aLine) > text.indexOf(bLine), 'newest first');
     assert.match(
       text,
-      /\twrite fence: .*unsignalled\n\tAttached Devices:\n\tdisplay\nTotal 1 devices attached\n/,
+      /\twrite fence:\d+:1 tl test_timeline unsignalled\n\tAttached Devices:\n\tdisplay\nTotal 1 devices attached\n/,
     );
     assert.match(text, /\nTotal \d+ objects, \d+ bytes\n$/);
     assert.equal(a.refcount, 1, 'bufinfo dropped the references it took');
