@@ -18,6 +18,7 @@
  * freed.
  */
 
+import { SlotMap } from '../domain/_slotmap.js';
 import { Domain } from '../domain/domain.js';
 import { fail } from '../errors.js';
 import type { DmaFenceCb } from '../fence/fence.js';
@@ -51,7 +52,6 @@ import {
   STATE_LIVE,
 } from './_layout.js';
 import { registerRpc, rpcCall, rpcSend } from './_rpc.js';
-import { SlotMap } from './_slotmap.js';
 import type { DmaBuf } from './dma-buf.js';
 import { recordAdd, recordAlloc, recordFree } from './handles.js';
 import type { DmaBufOps, DmaBufOwner, DmaBufSegment, DmaBufSgTable } from './ops.js';

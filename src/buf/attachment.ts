@@ -25,6 +25,7 @@
  * thread exits its attachments are detached for it.
  */
 
+import { SlotMap } from '../domain/_slotmap.js';
 import { waitWhileEqualsAsync } from '../domain/_wait.js';
 import { Domain } from '../domain/domain.js';
 import { DmaBufError, describe, fail } from '../errors.js';
@@ -60,7 +61,6 @@ import {
   BF_HOME_DEAD,
 } from './_layout.js';
 import { ensureInbox, registerRpc, rpcSend } from './_rpc.js';
-import { SlotMap } from './_slotmap.js';
 import { forbidHeld, isDmaBufDebug, requireHeld } from './debug.js';
 import type { DmaBuf } from './dma-buf.js';
 import {

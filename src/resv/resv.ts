@@ -38,6 +38,7 @@
  * Layouts: `_record.ts`.
  */
 
+import { SlotMap } from '../domain/_slotmap.js';
 import { Domain } from '../domain/domain.js';
 import { describe, fail } from '../errors.js';
 import {
@@ -334,7 +335,8 @@ export interface DmaResvDescriptor {
 }
 
 let adoptRecord: { d: Domain; slot: number; gen: number } | null = null;
-const views = new Map<number, WeakRef<DmaResv>>(); // shared records: slot → this thread's view
+// shared records: slot → this thread's view (an array-backed map: see _slotmap.ts for why not a Map)
+const views = new SlotMap<WeakRef<DmaResv>>();
 const collected = new FinalizationRegistry<number>((slot) => {
   const ref = views.get(slot);
   if (ref !== undefined && ref.deref() === undefined) views.delete(slot);

@@ -47,6 +47,7 @@
  * Layout of the shared record: `_record.ts`.
  */
 
+import { SlotMap } from '../domain/_slotmap.js';
 import { waitWhileEqualsAsync, waitWhileEqualsSync } from '../domain/_wait.js';
 import { Domain } from '../domain/domain.js';
 import { DmaBufError, describe, fail } from '../errors.js';
@@ -208,7 +209,8 @@ const WAIT = 1;
 const RESOLVED_0: Promise<0> = Promise.resolve(0);
 
 let overRecord: { d: Domain; slot: number; gen: number; owning: boolean } | null = null;
-const views = new Map<number, WeakRef<WwMutex>>(); // standalone mutexes: slot → view here
+// standalone mutexes: slot → view here (array-backed: see _slotmap.ts for why not a Map)
+const views = new SlotMap<WeakRef<WwMutex>>();
 const collected = new FinalizationRegistry<number>((slot) => {
   const ref = views.get(slot);
   if (ref !== undefined && ref.deref() === undefined) views.delete(slot);

@@ -1,5 +1,5 @@
 /**
- * A map from slot numbers to per-thread objects, backed by an array. Internal.
+ * A map from slot numbers of a shared table to per-thread objects, backed by an array. Internal.
  *
  * Why not a `Map`: slots are reused LIFO, so the same key is added and deleted over and over. V8's
  * ordered hash tables keep deleted entries in their bucket chain until the next rehash, and with
