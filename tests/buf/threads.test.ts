@@ -282,6 +282,25 @@ describe('thread exit', () => {
     }
   });
 
+  it('a system-heap buffer outlives the worker that allocated it (its ops run anywhere)', async () => {
+    const w = worker();
+    const { desc } = await w.call('heapAlloc', { size: 2 * PAGE_SIZE, value: 0x5c });
+    const buf = DmaBuf.fromShared(desc);
+    const inode = buf.inode;
+    await w.terminate();
+    await until(() => buf.refcount === 1);
+    assert.equal((await buf.mmap(PAGE_SIZE, PAGE_SIZE))[0], 0x5c);
+    const att = await buf.attach({ name: 'survivor' });
+    const m = await att.mapAttachmentUnlocked(DMA_BIDIRECTIONAL);
+    assert.equal(m.views()[0]![0], 0x5c);
+    await att.unmapAttachmentUnlocked(m);
+    await buf.detach(att);
+    buf.put();
+    for (let it = DmaBuf.iterBegin(); it !== null; it = DmaBuf.iterNext(it)) {
+      assert.notEqual(it.inode, inode, 'released here, once');
+    }
+  });
+
   it('a poll callback armed by a thread that exits is disarmed and its reference put', async () => {
     const w = worker();
     const buf = new MockExporter().export();
