@@ -8,6 +8,7 @@
  */
 
 import { type Bench, printTable, type Result, report, runOptions } from './_harness.js';
+import { bufBench } from './buf.bench.js';
 import { bufferShare } from './buffer-share.js';
 import { fenceSignal } from './fence-signal.js';
 import { fenceWake } from './fence-wake.js';
@@ -20,6 +21,7 @@ export const BENCHES: readonly Bench[] = [
   fenceSignal,
   resvLock,
   bufferShare,
+  bufBench,
   ...pipelineBenches,
 ];
 

@@ -5,6 +5,27 @@
  * sync files and heaps, following the kernel's contracts. See README.md and docs/.
  */
 
+export { DmaBufAttachment, DmaBufMapping } from './buf/attachment.js';
+export { isDmaBufDebug, setDmaBufDebug } from './buf/debug.js';
+export type { DmaBufDescriptor } from './buf/dma-buf.js';
+export { DmaBuf, DmaBufMap } from './buf/dma-buf.js';
+export type { FdEntry, FileLike } from './buf/handles.js';
+export { FD_BASE, fdClose, fdInstall, fdLookup } from './buf/handles.js';
+export type {
+  DmaBufAttachOps,
+  DmaBufDevice,
+  DmaBufExportInfo,
+  DmaBufOpResult,
+  DmaBufOps,
+  DmaBufOwner,
+  DmaBufSegment,
+  DmaBufSgTable,
+  DmaBufSharedExporter,
+  DmaBufVma,
+  SharedExporterReviver,
+} from './buf/ops.js';
+export { registerSharedExporter } from './buf/ops.js';
+export * from './buf/uapi.js';
 export { nowNs } from './clock.js';
 export type { WaitPolicy } from './domain/_wait.js';
 export { getWaitPolicy, setWaitPolicy } from './domain/_wait.js';
@@ -33,6 +54,31 @@ export {
   unwrapMerge,
   unwrapMergeContext,
 } from './fence/fence-unwrap.js';
+export type { DmaHeapExportInfo, DmaHeapOps } from './heap/dma-heap.js';
+export { DmaHeap, NUM_HEAP_MINORS } from './heap/dma-heap.js';
+export type { SystemHeapBuffer, SystemHeapConfig } from './heap/system.js';
+export {
+  configureSystemHeap,
+  SYSTEM_HEAP_KIND,
+  systemHeap,
+  systemHeapBufOps,
+} from './heap/system.js';
+export type { DmaResvDescriptor, DmaResvEntry } from './resv/resv.js';
+export { DmaResv, DmaResvIter, DmaResvUsage } from './resv/resv.js';
+export type {
+  WwLockInterruptibleResult,
+  WwLockResult,
+  WwMutexDescriptor,
+} from './resv/ww-mutex.js';
+export {
+  EALREADY,
+  EDEADLK,
+  EINTR,
+  reservationWwClass,
+  WwAcquireCtx,
+  WwClass,
+  WwMutex,
+} from './resv/ww-mutex.js';
 export type {
   SyncFenceInfo,
   SyncFileDescriptor,

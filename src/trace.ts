@@ -24,19 +24,25 @@ export const CHANNELS = {
   fenceWaitEnd: 'dmabuf:fence:wait-end',
   /** A fence was released by this thread (disposed or collected): `{ context, seqno }`. */
   fenceDestroy: 'dmabuf:fence:destroy',
-  /** A buffer was exported: `{ buf }` (kernel tracepoint dma_buf_export). */
+  /** A buffer was exported: `{ buf, expName, size, ino }` (kernel tracepoint dma_buf_export). */
   bufExport: 'dmabuf:buf:export',
-  /** A handle was installed for a buffer: `{ buf, fd }` (dma_buf_fd). */
+  /** A handle was installed for a buffer: `{ buf, expName, size, ino, fd }` (dma_buf_fd). */
   bufFd: 'dmabuf:buf:fd',
-  /** A handle was resolved to a buffer: `{ buf, fd }` (dma_buf_get). */
+  /** A handle was resolved to a buffer: `{ buf, expName, size, ino, fd }` (dma_buf_get). */
   bufGet: 'dmabuf:buf:get',
-  /** A reference was dropped: `{ buf }` (dma_buf_put). */
+  /** A reference was dropped: `{ buf, expName, size, ino }` (dma_buf_put). */
   bufPut: 'dmabuf:buf:put',
-  /** A buffer was mapped for CPU access: `{ buf, offset, length }` (dma_buf_mmap). */
+  /** A buffer was mapped for CPU access: `{ buf, expName, size, ino, offset, length }` (dma_buf_mmap). */
   bufMmap: 'dmabuf:buf:mmap',
-  /** An importer attached: `{ buf, attachment, dynamic }` (dma_buf_dynamic_attach). */
+  /**
+   * An importer attached: `{ buf, expName, size, ino, attachment, dynamic, dev }`
+   * (dma_buf_dynamic_attach).
+   */
   bufAttach: 'dmabuf:buf:attach',
-  /** An importer detached: `{ buf, attachment }` (dma_buf_detach). */
+  /**
+   * An importer detached: `{ buf, expName, size, ino, attachment, dynamic, dev }` (dma_buf_detach);
+   * `attachment` is null and `exited` true when a dead thread's attachment is detached for it.
+   */
   bufDetach: 'dmabuf:buf:detach',
   /** A sw_sync timeline advanced: `{ name, value }` (sync_trace.h's sync_timeline). */
   swSyncTimeline: 'dmabuf:sw-sync:timeline',

@@ -55,9 +55,9 @@ interface TableSpec {
  */
 export const TABLES = {
   fence: { magic: 0x46454e31, slotWords: 24, initial: 1024, max: 1 << 20 },
-  resv: { magic: 0x52535631, slotWords: 16, initial: 1024, max: 1 << 20 },
+  resv: { magic: 0x52535632, slotWords: 24, initial: 1024, max: 1 << 20 },
   resvList: { magic: 0x524c5331, slotWords: 64, initial: 256, max: 1 << 18 },
-  buf: { magic: 0x42554631, slotWords: 32, initial: 1024, max: 1 << 20 },
+  buf: { magic: 0x42554631, slotWords: 40, initial: 1024, max: 1 << 20 },
   attach: { magic: 0x41545431, slotWords: 16, initial: 1024, max: 1 << 20 },
   handle: { magic: 0x484e4431, slotWords: 8, initial: 1024, max: 1 << 21 },
 } as const satisfies Record<string, TableSpec>;

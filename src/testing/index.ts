@@ -1,5 +1,6 @@
 /**
- * dmabuf/testing — test-only drivers: the sw_sync timeline (and, later, mock exporters).
+ * dmabuf/testing — test-only drivers: the sw_sync timeline, mock exporters and a movable
+ * (dynamic) exporter.
  *
  * ```ts
  * import { SwSyncTimeline } from 'dmabuf/testing';
@@ -9,6 +10,8 @@
  * ```
  */
 
+export * from './mock-exporter.js';
+export * from './movable-exporter.js';
 export {
   SW_SYNC_GET_DEADLINE,
   SW_SYNC_IOC_CREATE_FENCE,

@@ -1,0 +1,61 @@
+/**
+ * The buffer core's debug mode: an opt-in check of the kernel's locking convention (what lockdep
+ * does there) and of the importer-facing mapping format (what CONFIG_DMABUF_DEBUG and
+ * CONFIG_DMA_API_DEBUG do).
+ *
+ * Always on, debug mode or not: calls that **require** the reservation lock (pin, unpin,
+ * mapAttachment, unmapAttachment, vmap, vunmap, invalidateMappings) fail with EPERM when it is not
+ * held.
+ *
+ * In debug mode, additionally:
+ * - calls that must **not** be made with the lock held (attach, dynamicAttach, detach, export, fd,
+ *   get, put, mmap, beginCpuAccess, endCpuAccess, the `*Unlocked` variants, poll's lock-taking
+ *   helpers) fail with EDEADLK when the calling thread holds the buffer's reservation lock.
+ *   "Holds" is judged per thread, by lockdep-lite: a lock held by another task of the same thread
+ *   counts (lockdep-lite's sections and lock records are per thread);
+ * - mappings returned by exporters are checked to be page-granular (EINVAL otherwise).
+ *
+ * Debug mode is lockdep-lite's (`src/debug/lockdep.ts`): one switch per thread, on with
+ * `DMABUF_DEBUG=1`.
+ */
+
+import { assertNotHeld, isDebug, setDebug } from '../debug/lockdep.js';
+import { DmaBufError, fail } from '../errors.js';
+import type { DmaResv } from '../resv/resv.js';
+
+/**
+ * Turns debug mode on or off in this thread; returns the previous setting. The same switch as
+ * lockdep-lite's `setDebug` (and `DMABUF_DEBUG=1`).
+ */
+export function setDmaBufDebug(on: boolean): boolean {
+  return setDebug(on === true);
+}
+
+/** Whether debug mode is on in this thread. */
+export function isDmaBufDebug(): boolean {
+  return isDebug();
+}
+
+/** The locking convention: `what` requires the reservation lock. EPERM if it is not held. */
+export function requireHeld(resv: DmaResv, what: string): void {
+  if (!resv.isLocked())
+    fail('EPERM', `${what} requires the reservation lock to be held (locking convention)`);
+  try {
+    resv.assertHeld();
+  } catch (e) {
+    if (e instanceof DmaBufError) throw e;
+    throw new DmaBufError('EPERM', `${what}: ${String(e)}`);
+  }
+}
+
+/**
+ * The locking convention: `what` must not be called holding the lock. Checked in debug mode
+ * (EDEADLK): the reservation object knows whether this thread holds it, and lockdep-lite's record
+ * of held locks is consulted too.
+ */
+export function forbidHeld(resv: DmaResv | null, what: string): void {
+  if (resv === null || !isDebug()) return;
+  assertNotHeld(resv, what);
+  if (resv.isHeld())
+    fail('EDEADLK', `${what} must not be called with the reservation lock held (debug mode)`);
+}

@@ -1,0 +1,174 @@
+/**
+ * The system heap: buffers in SharedArrayBuffers, zeroed, page-granular, registered as 'system' in
+ * every thread that loads dmabuf — the kernel's `system` heap.
+ *
+ * A buffer is one SharedArrayBuffer, or several when it is larger than the chunk size
+ * ({@link configureSystemHeap}; 1 GiB by default, a multiple of PAGE_SIZE), so buffers larger than
+ * one SharedArrayBuffer can hold are possible. Every mapping it hands out — device mappings, mmap,
+ * vmap — is made of page-aligned segments over those chunks: zero-copy in every thread.
+ *
+ * Its ops run in any thread: the buffer's descriptor carries the chunks (a *shared exporter*,
+ * kind {@link SYSTEM_HEAP_KIND}), and a thread that installs it rebuilds the ops around them. The
+ * ops keep no thread-local state; per-attachment bookkeeping (how many mappings are live) is in
+ * the attachment's shared exporter words. Memory is CPU-coherent, so begin/end CPU access have
+ * nothing to flush; the core still waits for the implicit fences.
+ */
+
+import type { DmaBufAttachment } from '../buf/attachment.js';
+import { DmaBuf } from '../buf/dma-buf.js';
+import {
+  type DmaBufOps,
+  type DmaBufSegment,
+  type DmaBufVma,
+  registerSharedExporter,
+} from '../buf/ops.js';
+import { PAGE_SIZE } from '../buf/uapi.js';
+import { checkUint, fail } from '../errors.js';
+import { DmaHeap } from './dma-heap.js';
+
+/** The shared-exporter kind of system heap buffers. */
+export const SYSTEM_HEAP_KIND = 'dmabuf:system-heap';
+
+/** Tunables of the system heap (per thread). */
+export interface SystemHeapConfig {
+  /** Largest SharedArrayBuffer one buffer is made of (a PAGE_SIZE multiple). Default 1 GiB. */
+  chunkSize: number;
+  /** Largest buffer the heap allocates (ENOMEM beyond). Default 2^40 bytes. */
+  maxBytes: number;
+}
+
+const config: SystemHeapConfig = { chunkSize: 1 << 30, maxBytes: 2 ** 40 };
+
+/** Changes the system heap's tunables in this thread; returns the previous ones. */
+export function configureSystemHeap(c: Partial<SystemHeapConfig>): SystemHeapConfig {
+  const old = { ...config };
+  if (c.chunkSize !== undefined) {
+    checkUint(c.chunkSize, 'chunkSize');
+    if (c.chunkSize === 0 || c.chunkSize % PAGE_SIZE !== 0)
+      fail('EINVAL', 'chunkSize must be a positive multiple of PAGE_SIZE');
+    config.chunkSize = c.chunkSize;
+  }
+  if (c.maxBytes !== undefined) config.maxBytes = checkUint(c.maxBytes, 'maxBytes');
+  return old;
+}
+
+/** A system heap buffer's memory: what its descriptor carries. */
+export interface SystemHeapBuffer {
+  readonly chunks: readonly SharedArrayBuffer[];
+  readonly size: number;
+  readonly chunkSize: number;
+}
+
+function checkBuffer(x: unknown): SystemHeapBuffer {
+  const b = x as SystemHeapBuffer;
+  if (
+    b === null ||
+    typeof b !== 'object' ||
+    !Array.isArray(b.chunks) ||
+    !b.chunks.every((c) => c instanceof SharedArrayBuffer) ||
+    !Number.isSafeInteger(b.size) ||
+    !Number.isSafeInteger(b.chunkSize) ||
+    b.chunkSize <= 0
+  )
+    fail('EINVAL', 'not a system heap buffer');
+  return b;
+}
+
+/** Fresh segments covering bytes [from, to) of the buffer. */
+function segments(b: SystemHeapBuffer, from: number, to: number): DmaBufSegment[] {
+  const out: DmaBufSegment[] = [];
+  let pos = from;
+  while (pos < to) {
+    const i = Math.floor(pos / b.chunkSize);
+    const off = pos - i * b.chunkSize;
+    const chunk = b.chunks[i]!;
+    const n = Math.min(chunk.byteLength - off, to - pos);
+    out.push({ memory: chunk, offset: off, length: n });
+    pos += n;
+  }
+  return out;
+}
+
+function bufOf(buf: DmaBuf): SystemHeapBuffer {
+  return buf.priv as SystemHeapBuffer;
+}
+
+/** Live mappings of an attachment, in its first exporter word. */
+const W_MAPPED = 0;
+
+/** The system heap's buffer ops (stateless: usable from any thread). */
+export const systemHeapBufOps: DmaBufOps = {
+  attach(_buf: DmaBuf, att: DmaBufAttachment) {
+    Atomics.store(att.exporterWords, W_MAPPED, 0);
+  },
+  detach() {},
+  mapDmaBuf(att: DmaBufAttachment) {
+    const b = bufOf(att.dmabuf);
+    Atomics.add(att.exporterWords, W_MAPPED, 1);
+    return segments(b, 0, b.size);
+  },
+  unmapDmaBuf(att: DmaBufAttachment) {
+    Atomics.sub(att.exporterWords, W_MAPPED, 1);
+  },
+  release() {
+    // The chunks are garbage: they go when the last view of them does.
+  },
+  beginCpuAccess() {},
+  endCpuAccess() {},
+  mmap(buf: DmaBuf, vma: DmaBufVma) {
+    const b = bufOf(buf);
+    const from = vma.pgoff * PAGE_SIZE;
+    return segments(b, from, Math.min(b.size, from + vma.pages * PAGE_SIZE));
+  },
+  vmap(buf: DmaBuf) {
+    const b = bufOf(buf);
+    return segments(b, 0, b.size);
+  },
+  vunmap() {},
+};
+
+registerSharedExporter(SYSTEM_HEAP_KIND, (data) => ({
+  ops: systemHeapBufOps,
+  priv: checkBuffer(data),
+}));
+
+/** Allocates zeroed chunks for `len` bytes; ENOMEM when memory runs out. */
+function allocChunks(len: number): SharedArrayBuffer[] {
+  const chunks: SharedArrayBuffer[] = [];
+  try {
+    for (let pos = 0; pos < len; pos += config.chunkSize) {
+      chunks.push(new SharedArrayBuffer(Math.min(config.chunkSize, len - pos)));
+    }
+  } catch (e) {
+    fail('ENOMEM', `system heap: out of memory for ${len} bytes (${String(e)})`);
+  }
+  return chunks;
+}
+
+/** The heap's allocate op: zeroed memory (a new SharedArrayBuffer is zeroed), exported as 'system'. */
+export function systemHeapAllocate(
+  _heap: DmaHeap,
+  len: number,
+  fdFlags: number,
+  _heapFlags: number,
+): DmaBuf {
+  if (len > config.maxBytes) fail('ENOMEM', `system heap: ${len} bytes is above the limit`);
+  const chunks = allocChunks(len);
+  const priv: SystemHeapBuffer = Object.freeze({
+    chunks: Object.freeze(chunks),
+    size: len,
+    chunkSize: config.chunkSize,
+  });
+  return DmaBuf.export({
+    ops: systemHeapBufOps,
+    size: len,
+    flags: fdFlags,
+    priv,
+    expName: 'system',
+    shared: { kind: SYSTEM_HEAP_KIND, data: { chunks, size: len, chunkSize: config.chunkSize } },
+  });
+}
+
+/** The system heap of this thread. */
+export const systemHeap: DmaHeap =
+  DmaHeap.find('system') ?? DmaHeap.add({ name: 'system', ops: { allocate: systemHeapAllocate } });
