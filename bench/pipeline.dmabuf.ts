@@ -1,0 +1,24 @@
+/**
+ * dmabuf side of the `pipeline` bench: the demo's pipeline (examples/pipeline) with the bench's
+ * options — frames in the system heap, handles in messages, implicit sync through each buffer's
+ * reservation object, two processing stages (one modify, one derive).
+ */
+
+import { runPipeline } from '../examples/pipeline/pipeline.js';
+import type { PipelineOptions, PipelineRaw, PipelineSide } from './pipeline.js';
+
+async function run(o: PipelineOptions): Promise<PipelineRaw> {
+  const r = await runPipeline({
+    frameBytes: o.frameBytes,
+    frames: o.frames,
+    warmup: o.warmup,
+    pool: o.slots,
+    stages: 2,
+  });
+  if (r.failures !== 0 || r.verified !== o.frames + o.warmup) {
+    throw new Error(`dmabuf pipeline: ${r.failures} frames failed verification`);
+  }
+  return { latencies: r.latencies, elapsedNs: r.elapsedNs, frames: r.frames };
+}
+
+export const dmabuf: PipelineSide = { name: 'dmabuf', run };
