@@ -32,4 +32,9 @@ export class SlotMap<T> {
   get size(): number {
     return this.count;
   }
+
+  /** The values, in slot order (a scan of the backing array: O(highest slot used)). */
+  *values(): IterableIterator<T> {
+    for (const v of this.items) if (v !== undefined) yield v;
+  }
 }

@@ -15,9 +15,10 @@
  *  5 HOME     thread that created the fence; its exit signals the fence with -ENOENT
  *  6 FLAGS    F_SEQNO64 | F_SW_SYNC …
  *  7 DRIVER   string id of the driver name        8 TIMELINE  string id of the timeline name
- *  9 (pad)
- * 10 REFGEN   i64: (gen << 32) | refs  — references held by views, descriptors in flight and
- *             reservation entries; tryGet compares gen and refs in one CAS (no ABA)
+ *  9 REFS     references held by views, descriptors in flight and reservation entries. The
+ *             last put frees the slot. tryGet raises a non-zero count by CAS, then checks GEN
+ *             (word 1, bumped before an allocation stores REFS = 1) and undoes on a mismatch.
+ * 10 (pad)
  * 12 TSTAMP   i64: signal time, ns (valid once STATE is 2)
  * 14 DEADLINE i64: earliest deadline requested, ns, 0 = none (CAS-min by any thread)
  * 16 CONTEXT  f64      18 SEQNO  f64   (written once before publication)
@@ -28,6 +29,7 @@
  * A thread that dies holding a claim is finished by the exit hook.
  */
 
+import { nowNs } from '../clock.js';
 import type { SlotTable } from '../domain/_slots.js';
 import type { Domain } from '../domain/domain.js';
 import { trace } from '../trace.js';
@@ -39,7 +41,7 @@ export const F_HOME = 5;
 export const F_FLAGS = 6;
 export const F_DRIVER = 7;
 export const F_TIMELINE = 8;
-export const F_REFGEN = 10;
+export const F_REFS = 9;
 export const F_TSTAMP = 12;
 export const F_DEADLINE = 14;
 export const F_CONTEXT = 16;
@@ -51,8 +53,6 @@ export const STATE_SIGNALED = 2;
 
 export const SF_SEQNO64 = 1;
 
-const LOW32 = 0xffff_ffffn;
-
 /** i64 index of a word offset in a slot. */
 export function i64At(t: SlotTable, slot: number, word: number): number {
   return (t.base(slot) + word) >> 1;
@@ -61,72 +61,81 @@ export function i64At(t: SlotTable, slot: number, word: number): number {
 /** Allocates a slot with one reference; returns [slot, gen]. */
 export function slotAlloc(d: Domain): [number, number] {
   const t = d.tables.fence;
-  const slot = t.alloc();
-  const gen = t.gen(slot);
-  Atomics.store(t.i64, i64At(t, slot, F_REFGEN), (BigInt(gen >>> 0) << 32n) | 1n);
-  return [slot, gen];
+  const slot = t.alloc(); // bumps GEN before anything else is written
+  Atomics.store(t.i32, t.base(slot) + F_REFS, 1);
+  return [slot, t.gen(slot)];
 }
 
 /** Takes a reference if the slot still holds generation `gen` and is referenced. */
 export function slotTryGet(d: Domain, slot: number, gen: number): boolean {
   const t = d.tables.fence;
   if (!t.isSlot(slot)) return false;
-  const i = i64At(t, slot, F_REFGEN);
-  const g = BigInt(gen >>> 0);
+  const i = t.base(slot) + F_REFS;
   for (;;) {
-    const v = Atomics.load(t.i64, i);
-    if (v >> 32n !== g || (v & LOW32) === 0n) return false;
-    if (Atomics.compareExchange(t.i64, i, v, v + 1n) === v) return true;
+    const r = Atomics.load(t.i32, i);
+    if (r <= 0) return false;
+    if (Atomics.compareExchange(t.i32, i, r, r + 1) === r) break;
   }
+  // The slot may have been freed and handed out again between our read and our CAS: then GEN
+  // differs, and our reference on the new fence is given back (freeing it if it was the last).
+  if (t.gen(slot) !== gen) {
+    slotPut(d, slot);
+    return false;
+  }
+  return true;
 }
 
 /** Adds a reference to a slot the caller already holds one on. */
 export function slotGet(d: Domain, slot: number): void {
   const t = d.tables.fence;
-  Atomics.add(t.i64, i64At(t, slot, F_REFGEN), 1n);
+  Atomics.add(t.i32, t.base(slot) + F_REFS, 1);
 }
 
 /** Drops a reference; the last one frees the slot. */
 export function slotPut(d: Domain, slot: number): void {
   const t = d.tables.fence;
-  const i = i64At(t, slot, F_REFGEN);
-  for (;;) {
-    const v = Atomics.load(t.i64, i);
-    if ((v & LOW32) === 0n) return; // already free: a double put is ignored
-    if (Atomics.compareExchange(t.i64, i, v, v - 1n) === v) {
-      if ((v & LOW32) === 1n) {
-        const b = t.base(slot);
-        trace('fenceDestroy', () => ({
-          context: t.f64[(b + F_CONTEXT) >> 1],
-          seqno: t.f64[(b + F_SEQNO) >> 1],
-        }));
-        t.free(slot);
-      }
-      return;
-    }
+  const b = t.base(slot);
+  const prev = Atomics.sub(t.i32, b + F_REFS, 1);
+  if (prev === 1) {
+    trace('fenceDestroy', () => ({
+      context: t.f64[(b + F_CONTEXT) >> 1],
+      seqno: t.f64[(b + F_SEQNO) >> 1],
+    }));
+    t.free(slot);
+  } else if (prev <= 0) {
+    Atomics.add(t.i32, b + F_REFS, 1); // a put too many (already free): ignored
   }
 }
 
 export function slotRefs(d: Domain, slot: number): number {
   const t = d.tables.fence;
-  return Number(Atomics.load(t.i64, i64At(t, slot, F_REFGEN)) & LOW32);
+  return Atomics.load(t.i32, t.base(slot) + F_REFS);
 }
 
 /**
- * Signals a slot from the calling thread: claims it, writes the timestamp, publishes STATE = 2
- * and wakes sleepers. Returns false when another thread signaled (or is signaling) it first.
+ * Signals a slot from the calling thread: claims it, writes the timestamp (`ts`, or the clock read
+ * right after the claim), publishes STATE = 2 and wakes sleepers. Returns the timestamp written,
+ * or undefined when another thread signaled (or is signaling) it first.
  */
-export function slotSignal(d: Domain, slot: number, ts: bigint, error: number): boolean {
+export function slotSignal(
+  d: Domain,
+  slot: number,
+  ts: bigint | undefined,
+  error: number,
+): bigint | undefined {
   const t = d.tables.fence;
   const b = t.base(slot);
   const claim = (d.thread << 2) | 1;
-  if (Atomics.compareExchange(t.i32, b + F_STATE, STATE_PENDING, claim) !== STATE_PENDING)
-    return false;
+  if (Atomics.compareExchange(t.i32, b + F_STATE, STATE_PENDING, claim) !== STATE_PENDING) {
+    return undefined;
+  }
+  // Spinning waiters leave their loop on the claim; the clock is read after it, off their path.
   if (error !== 0) Atomics.store(t.i32, b + F_ERROR, error);
-  Atomics.store(t.i64, (b + F_TSTAMP) >> 1, ts);
+  const when = ts ?? nowNs();
+  Atomics.store(t.i64, (b + F_TSTAMP) >> 1, when);
   Atomics.store(t.i32, b + F_STATE, STATE_SIGNALED);
   if (Atomics.load(t.i32, b + F_WAITERS) > 0) Atomics.notify(t.i32, b + F_STATE);
-  return true;
+  return when;
 }
 
 /** Lowers the slot's recorded deadline to `ns` if it is earlier (or none was set). */

@@ -29,6 +29,7 @@
 
 import { nowNs } from '../clock.js';
 import { beginSignalling, endSignalling, mightWait } from '../debug/lockdep.js';
+import { SlotMap } from '../domain/_slotmap.js';
 import {
   getWaitPolicy,
   holdKeepAlive,
@@ -206,8 +207,8 @@ export function registerFenceKind(t: string, revive: Revive): void {
 // the domain signals the fences of a thread that exits. Views that nobody looked at after their
 // fence signaled are collected by an amortized sweep, so the map stays proportional to the
 // number of pending fences. (WeakRef and FinalizationRegistry cost ~1 µs per fence here, too much
-// for a per-frame path.)
-const pending = new Map<number, DmaFence>();
+// for a per-frame path; a Map keyed by reused slots degrades, see _slotmap.ts.)
+const pending = new SlotMap<DmaFence>();
 let sweepAt = 1024;
 
 function sweep(): void {
@@ -446,7 +447,7 @@ export class DmaFence {
    * rethrows (the error, or an AggregateError for several).
    */
   signal(): void {
-    this.signalTimestamp(nowNs());
+    this.doSignal(undefined);
   }
 
   /** `dma_fence_signal_timestamp`: signals with the given timestamp (ns). */
@@ -459,16 +460,20 @@ export class DmaFence {
    * already signaled.
    */
   checkAndSignal(): boolean {
-    return !this.doSignal(nowNs());
+    return !this.doSignal(undefined);
   }
 
-  /** Returns true when this call signaled the fence. */
-  private doSignal(ts: bigint): boolean {
+  /**
+   * Returns true when this call signaled the fence. `ts` undefined means now — for a published
+   * fence read right after the claim, so that waiters in other threads are released first.
+   */
+  private doSignal(ts: bigint | undefined): boolean {
     if ((this.flags & SIGNALED) !== 0) return false;
     let error = this._error;
     if (this._slot !== 0) {
       const d = this._domain!;
-      if (!slotSignal(d, this._slot, ts, error)) {
+      ts = slotSignal(d, this._slot, ts, error);
+      if (ts === undefined) {
         this.syncFromSlot(true);
         return false;
       }
@@ -476,7 +481,7 @@ export class DmaFence {
       const t = d.tables.fence;
       error = Atomics.load(t.i32, t.base(this._slot) + F_ERROR);
     }
-    const errors = this.finishSignal(ts, error);
+    const errors = this.finishSignal(ts ?? nowNs(), error);
     if (errors !== null)
       throw errors.length === 1 ? errors[0] : new AggregateError(errors, 'fence callbacks threw');
     return true;
@@ -714,28 +719,23 @@ export class DmaFence {
     if (this.isSignaled()) return timeoutMs === 0 ? 1 : timeoutMs;
     if (timeoutMs === 0) return 0;
     mightWait('DmaFence#waitTimeoutSync');
-    const start = performance.now();
+    const start = timeoutMs === Infinity ? 0 : performance.now();
     if (!this.enableSignaling()) return remaining(start, timeoutMs);
-    trace('fenceWaitStart', () => ({ fence: this, timeoutMs }));
+    if (channels.fenceWaitStart.hasSubscribers)
+      channels.fenceWaitStart.publish({ fence: this, timeoutMs });
     let result = 0;
     if (this._slot !== 0) {
-      const d = this._domain!;
-      const t = d.tables.fence;
+      // No extra reference: while this thread blocks, nothing else here can drop the view's.
+      const t = this._domain!.tables.fence;
       const b = t.base(this._slot);
-      const slot = this._slot;
-      slotGet(d, slot);
-      try {
-        for (;;) {
-          const st = Atomics.load(t.i32, b + F_STATE);
-          if (st === STATE_SIGNALED) break;
-          const left = timeoutMs - (performance.now() - start);
-          if (left <= 0) break;
-          waitWhileEqualsSync(t.i32, b + F_STATE, st, left, b + F_WAITERS);
-        }
-        result = this.syncFromSlot(true) ? remaining(start, timeoutMs) : 0;
-      } finally {
-        slotPut(d, slot);
+      for (;;) {
+        const st = Atomics.load(t.i32, b + F_STATE);
+        if (st === STATE_SIGNALED) break;
+        const left = timeoutMs === Infinity ? Infinity : timeoutMs - (performance.now() - start);
+        if (left <= 0) break;
+        waitWhileEqualsSync(t.i32, b + F_STATE, st, left, b + F_WAITERS);
       }
+      result = this.syncFromSlot(true) ? remaining(start, timeoutMs) : 0;
     } else {
       let nap = 0.02;
       for (;;) {
@@ -749,7 +749,8 @@ export class DmaFence {
         nap = Math.min(nap * 2, 2);
       }
     }
-    trace('fenceWaitEnd', () => ({ fence: this, result }));
+    if (channels.fenceWaitEnd.hasSubscribers)
+      channels.fenceWaitEnd.publish({ fence: this, result });
     return result;
   }
 
