@@ -96,3 +96,28 @@ describe('the demo command line', () => {
     }
   });
 });
+
+describe('the examples', () => {
+  const run = (file: string, ...args: string[]) =>
+    spawnSync(
+      process.execPath,
+      [fileURLToPath(new URL(`../examples/${file}`, import.meta.url)), ...args],
+      {
+        encoding: 'utf8',
+        timeout: 60_000,
+      },
+    );
+
+  it("share-buffer: main reads the worker's bytes only after its fence (the README's example)", () => {
+    const r = run('share-buffer.js');
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim(), 'main reads 42, 42 (written by the worker)');
+  });
+
+  it('fences: one worker signals, another waits, main sees every status', () => {
+    const r = run('fences.js', '5');
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /fence 5 status -125/);
+    assert.match(r.stdout, /main saw all 5 fences signal/);
+  });
+});
