@@ -66,9 +66,11 @@ import {
   CHUNK_ENTRIES,
   INLINE_ENTRIES,
   KIND_RESV,
+  ownerThread,
   R_COUNT,
   R_INLINE,
   R_LIST,
+  R_LOCK_OWNER,
   R_RESERVED,
   recordAlloc,
   recordCheck,
@@ -276,7 +278,7 @@ export class DmaResvIter implements IterableIterator<DmaResvEntry> {
   private walk(): number {
     const resv = this.resv;
     const d = resv._d;
-    const R = d.tables.resv;
+    const r64 = resv._r64();
     const L = d.tables.resvList;
     const F = d.tables.fence;
     if (this.count < 0 || this.count > MAX_FENCES) return RESTART; // read from freed storage
@@ -284,7 +286,7 @@ export class DmaResvIter implements IterableIterator<DmaResvEntry> {
       let e: bigint;
       if (this.chunk === 0) {
         if (this.index >= INLINE_ENTRIES) return RESTART;
-        e = Atomics.load(R.i64, ((resv._b + R_INLINE) >> 1) + this.index);
+        e = Atomics.load(r64, (R_INLINE >> 1) + this.index);
       } else {
         if (this.off === CHUNK_ENTRIES) {
           const next = Atomics.load(L.i32, L.base(this.chunk) + C_NEXT);
@@ -448,6 +450,16 @@ export class DmaResv {
     return this.mutex;
   }
 
+  /** @internal the record's words (the lock's fixed-length views) */
+  _r32(): Int32Array {
+    return (this.mutex ?? this._lock)._r32;
+  }
+
+  /** @internal the record's 64-bit words */
+  _r64(): BigInt64Array {
+    return (this.mutex ?? this._lock)._r64;
+  }
+
   /**
    * `dma_resv_lock`: resolves 0 (locked), `-EDEADLK` (back off: drop every lock of `ctx`, then
    * {@link lockSlow} this one) or `-EALREADY` (`ctx` holds it). `ctx = null` locks this object
@@ -493,9 +505,13 @@ export class DmaResv {
   /** `dma_resv_unlock`: forgets the reservation, releases the lock. EPERM if not held here. */
   unlock(): void {
     const m = this._lock;
-    m.assertHeld();
-    Atomics.store(this._d.tables.resv.i32, this._b + R_RESERVED, 0);
-    m.unlock();
+    const r32 = m._r32;
+    const owner = Atomics.load(r32, R_LOCK_OWNER);
+    if (owner === 0 || ownerThread(owner) !== this._d.thread)
+      fail('EPERM', 'unlock of a reservation object this thread does not hold');
+    // The holder's own word: a plain store, published to the next holder by the release.
+    if (r32[R_RESERVED] !== 0) r32[R_RESERVED] = 0;
+    m._release(owner);
   }
 
   /** `dma_resv_is_locked`: whether anybody holds the lock (may be stale when read). */
@@ -527,13 +543,13 @@ export class DmaResv {
 
   /** @internal the LIST word: (version << 32) | overflow slot */
   _listRef(): bigint {
-    return Atomics.load(this._d.tables.resv.i64, (this._b + R_LIST) >> 1);
+    return Atomics.load(this._r64(), R_LIST >> 1);
   }
 
   /** @internal number of entries of list `ref` */
   _count(ref: bigint): number {
     const ls = listSlot(ref);
-    if (ls === 0) return Atomics.load(this._d.tables.resv.i32, this._b + R_COUNT);
+    if (ls === 0) return Atomics.load(this._r32(), R_COUNT);
     const L = this._d.tables.resvList;
     return Atomics.load(L.i32, L.base(ls) + C_COUNT);
   }
@@ -545,12 +561,12 @@ export class DmaResv {
   }
 
   private arrOf(ls: number): BigInt64Array {
-    return ls === 0 ? this._d.tables.resv.i64 : this._d.tables.resvList.i64;
+    return ls === 0 ? this._r64() : this._d.tables.resvList.i64;
   }
 
   /** i64 index of entry `i` of list `ls` (lock held, or a list not yet published). */
   private entryIdx(ls: number, i: number): number {
-    if (ls === 0) return ((this._b + R_INLINE) >> 1) + i;
+    if (ls === 0) return (R_INLINE >> 1) + i;
     const L = this._d.tables.resvList;
     let s = ls;
     while (i >= CHUNK_ENTRIES) {
@@ -569,7 +585,7 @@ export class DmaResv {
   }
 
   private setCount(ls: number, n: number): void {
-    if (ls === 0) Atomics.store(this._d.tables.resv.i32, this._b + R_COUNT, n);
+    if (ls === 0) Atomics.store(this._r32(), R_COUNT, n);
     else {
       const L = this._d.tables.resvList;
       Atomics.store(L.i32, L.base(ls) + C_COUNT, n);
@@ -595,11 +611,10 @@ export class DmaResv {
 
   /** Publishes list `ls` as the current one (one 64-bit store; the version moves on). */
   private publish(ls: number): void {
-    const R = this._d.tables.resv;
     const ver = Number((this._listRef() >> 32n) & 0xffff_ffffn) + 1;
     Atomics.store(
-      R.i64,
-      (this._b + R_LIST) >> 1,
+      this._r64(),
+      R_LIST >> 1,
       BigInt.asIntN(64, (BigInt(ver >>> 0) << 32n) | BigInt(ls)),
     );
   }
@@ -690,14 +705,14 @@ export class DmaResv {
     if (!Number.isSafeInteger(n) || n <= 0)
       fail('EINVAL', `reserveFences needs a positive count, got ${describe(n)}`);
     const d = this._d;
-    const R = d.tables.resv;
-    const need = Math.max(Atomics.load(R.i32, this._b + R_RESERVED), n);
+    const r32 = this._r32();
+    const need = Math.max(Atomics.load(r32, R_RESERVED), n);
     const ref = this._listRef();
     const ls = listSlot(ref);
     const count = this._count(ref);
     const max = this.maxOf(ls);
     if (count + need <= max) {
-      Atomics.store(R.i32, this._b + R_RESERVED, need);
+      Atomics.store(r32, R_RESERVED, need);
       return 0;
     }
     if (count + need > MAX_FENCES)
@@ -720,7 +735,7 @@ export class DmaResv {
     if (target === 0) for (let i = j; i < INLINE_ENTRIES; i++) this.writeEntry(0, i, 0n);
     this.setCount(target, j);
     this.publish(target);
-    Atomics.store(R.i32, this._b + R_RESERVED, need);
+    Atomics.store(r32, R_RESERVED, need);
     for (const e of dropped) {
       this.forget(entrySlot(e));
       slotPut(d, entrySlot(e));
@@ -743,10 +758,9 @@ export class DmaResv {
     checkFence(fence, 'addFence');
     checkUsage(usage);
     const d = this._d;
-    const R = d.tables.resv;
+    const r32 = this._r32();
     const F = d.tables.fence;
-    const resIdx = this._b + R_RESERVED;
-    if (Atomics.load(R.i32, resIdx) <= 0)
+    if (Atomics.load(r32, R_RESERVED) <= 0)
       fail('EINVAL', 'addFence without a reserved slot: call reserveFences() after locking');
     const [slot, gen] = this.fenceRef(fence);
     const e = entryOf(slot, gen, usage);
@@ -767,7 +781,7 @@ export class DmaResv {
         this.entrySignaled(os, og);
       if (replace) {
         this.writeEntry(ls, i, e);
-        Atomics.sub(R.i32, resIdx, 1);
+        Atomics.sub(r32, R_RESERVED, 1);
         if (os !== slot) this.forget(os);
         slotPut(d, os);
         this.remember(slot, gen, fence);
@@ -777,7 +791,7 @@ export class DmaResv {
     // count + reserved <= max holds, and reserved >= 1: there is room.
     this.writeEntry(ls, count, e);
     this.setCount(ls, count + 1);
-    Atomics.sub(R.i32, resIdx, 1);
+    Atomics.sub(r32, R_RESERVED, 1);
     this.remember(slot, gen, fence);
   }
 
@@ -851,7 +865,7 @@ export class DmaResv {
     const old: bigint[] = [];
     for (let i = 0; i < count; i++) old.push(this.readEntry(ls, i));
     this.publish(target);
-    Atomics.store(d.tables.resv.i32, this._b + R_RESERVED, 0);
+    Atomics.store(this._r32(), R_RESERVED, 0);
     for (const e of old) {
       this.forget(entrySlot(e));
       slotPut(d, entrySlot(e));
