@@ -64,7 +64,7 @@
  * ```
  */
 
-import type { SlotTable } from '../domain/_slots.js';
+import { HEADER_WORDS, S_LINK, type SlotTable } from '../domain/_slots.js';
 import { type Domain, onThreadExit } from '../domain/domain.js';
 import { trace } from '../trace.js';
 
@@ -131,6 +131,23 @@ export function stampOf(v: bigint): number {
 /** Wait-die order: whether stamp `a` is younger (later) than stamp `b`, with wrap-around. */
 export function younger(a: number, b: number): boolean {
   return ((a - b) | 0) > 0;
+}
+
+const viewCache = new WeakMap<SlotTable, { i32: Int32Array; i64: BigInt64Array }>();
+
+/**
+ * Fixed-length views of a table that cover `slot` (indexes as in the table). Atomics on them cost
+ * a third of those on the table's own length-tracking views; they are shared by every record and
+ * made again only after the table grew past the cached ones (which stay valid for older slots).
+ */
+export function recordViews(t: SlotTable, slot: number): { i32: Int32Array; i64: BigInt64Array } {
+  let v = viewCache.get(t);
+  if (v === undefined || v.i32.length < t.base(slot) + t.slotWords) {
+    const bytes = t.sab.byteLength - (t.sab.byteLength % 8);
+    v = { i32: new Int32Array(t.sab, 0, bytes >> 2), i64: new BigInt64Array(t.sab, 0, bytes >> 3) };
+    viewCache.set(t, v);
+  }
+  return v;
 }
 
 /** i64 index of word `w` of `slot` (w even). */
@@ -205,18 +222,10 @@ export function recordPut(d: Domain, slot: number): void {
 }
 
 /** After a change of LOCK or CLAIM: bumps SEQ and wakes every waiter, if there are any. */
-export function wakeRecord(r32: Int32Array): void {
-  if (Atomics.load(r32, R_WAITERS) > 0) {
-    Atomics.add(r32, R_SEQ, 1);
-    Atomics.notify(r32, R_SEQ);
-  }
-}
-
-/** {@link wakeRecord} through the table's views. */
-export function wakeAll(t: SlotTable, b: number): void {
-  if (Atomics.load(t.i32, b + R_WAITERS) > 0) {
-    Atomics.add(t.i32, b + R_SEQ, 1);
-    Atomics.notify(t.i32, b + R_SEQ);
+export function wakeRecord(i32: Int32Array, b: number): void {
+  if (Atomics.load(i32, b + R_WAITERS) > 0) {
+    Atomics.add(i32, b + R_SEQ, 1);
+    Atomics.notify(i32, b + R_SEQ);
   }
 }
 
@@ -229,16 +238,18 @@ export function wakeAll(t: SlotTable, b: number): void {
 onThreadExit(20, (d, thread) => {
   const t = d.tables.resv;
   const hwm = t.highWater;
+  if (hwm <= 1) return;
+  const { i32, i64 } = recordViews(t, hwm - 1);
   for (let slot = 1; slot < hwm; slot++) {
-    if (!t.isAllocated(slot)) continue;
     const b = t.base(slot);
-    const kind = Atomics.load(t.i32, b + R_FLAGS) & KIND_MASK;
+    if (b < HEADER_WORDS || Atomics.load(i32, b + S_LINK) !== -1) continue; // free
+    const kind = Atomics.load(i32, b + R_FLAGS) & KIND_MASK;
     if (kind === 0) continue;
     const li = (b + R_LOCK) >> 1;
-    const v = Atomics.load(t.i64, li);
+    const v = Atomics.load(i64, li);
     if (ownerOf(v) !== 0 && ownerThread(ownerOf(v)) === thread) {
       repairers.get(kind)?.(d, slot);
-      if (Atomics.compareExchange(t.i64, li, v, LOCK_DEAD) === v) {
+      if (Atomics.compareExchange(i64, li, v, LOCK_DEAD) === v) {
         trace('resvOwnerDied', () => ({
           resv: slot,
           thread,
@@ -247,11 +258,11 @@ onThreadExit(20, (d, thread) => {
       }
     }
     const ci = (b + R_CLAIM) >> 1;
-    const c = Atomics.load(t.i64, ci);
+    const c = Atomics.load(i64, ci);
     if (c !== 0n && ownerThread(ownerOf(c) & 0x7fff_ffff) === thread) {
-      if (Atomics.compareExchange(t.i64, ci, c, 0n) === c && Atomics.load(t.i64, ci) === 0n)
-        Atomics.compareExchange(t.i64, li, LOCK_HANDOFF, 0n);
+      if (Atomics.compareExchange(i64, ci, c, 0n) === c && Atomics.load(i64, ci) === 0n)
+        Atomics.compareExchange(i64, li, LOCK_HANDOFF, 0n);
     }
-    wakeAll(t, b);
+    wakeRecord(i32, b);
   }
 });

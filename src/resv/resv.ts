@@ -76,6 +76,7 @@ import {
   recordCheck,
   recordGet,
   recordPut,
+  recordViews,
   registerKind,
 } from './_record.js';
 import {
@@ -286,7 +287,7 @@ export class DmaResvIter implements IterableIterator<DmaResvEntry> {
       let e: bigint;
       if (this.chunk === 0) {
         if (this.index >= INLINE_ENTRIES) return RESTART;
-        e = Atomics.load(r64, (R_INLINE >> 1) + this.index);
+        e = Atomics.load(r64, ((resv._b + R_INLINE) >> 1) + this.index);
       } else {
         if (this.off === CHUNK_ENTRIES) {
           const next = Atomics.load(L.i32, L.base(this.chunk) + C_NEXT);
@@ -349,6 +350,8 @@ export class DmaResv {
   /** @internal */ readonly _gen: number;
   /** @internal Int32 index of the record */ readonly _b: number;
   private mutex: WwMutex | null = null;
+  private readonly r32: Int32Array;
+  private readonly r64: BigInt64Array;
   /** This thread's fence objects for entries (slot → gen, fence): keeps identity stable. */
   private objs: Map<number, { gen: number; fence: DmaFence }> | null = null;
   private dead = false;
@@ -363,6 +366,9 @@ export class DmaResv {
     this._slot = slot;
     this._gen = gen;
     this._b = d.tables.resv.base(slot);
+    const views = recordViews(d.tables.resv, slot);
+    this.r32 = views.i32;
+    this.r64 = views.i64;
     collected.register(this, slot, this);
   }
 
@@ -450,14 +456,14 @@ export class DmaResv {
     return this.mutex;
   }
 
-  /** @internal the record's words (the lock's fixed-length views) */
+  /** @internal fixed-length views of the reservation table (see recordViews) */
   _r32(): Int32Array {
-    return (this.mutex ?? this._lock)._r32;
+    return this.r32;
   }
 
-  /** @internal the record's 64-bit words */
+  /** @internal */
   _r64(): BigInt64Array {
-    return (this.mutex ?? this._lock)._r64;
+    return this.r64;
   }
 
   /**
@@ -505,12 +511,12 @@ export class DmaResv {
   /** `dma_resv_unlock`: forgets the reservation, releases the lock. EPERM if not held here. */
   unlock(): void {
     const m = this._lock;
-    const r32 = m._r32;
-    const owner = Atomics.load(r32, R_LOCK_OWNER);
+    const r32 = this.r32;
+    const owner = Atomics.load(r32, this._b + R_LOCK_OWNER);
     if (owner === 0 || ownerThread(owner) !== this._d.thread)
       fail('EPERM', 'unlock of a reservation object this thread does not hold');
     // The holder's own word: a plain store, published to the next holder by the release.
-    if (r32[R_RESERVED] !== 0) r32[R_RESERVED] = 0;
+    if (r32[this._b + R_RESERVED] !== 0) r32[this._b + R_RESERVED] = 0;
     m._release(owner);
   }
 
@@ -543,13 +549,13 @@ export class DmaResv {
 
   /** @internal the LIST word: (version << 32) | overflow slot */
   _listRef(): bigint {
-    return Atomics.load(this._r64(), R_LIST >> 1);
+    return Atomics.load(this.r64, (this._b + R_LIST) >> 1);
   }
 
   /** @internal number of entries of list `ref` */
   _count(ref: bigint): number {
     const ls = listSlot(ref);
-    if (ls === 0) return Atomics.load(this._r32(), R_COUNT);
+    if (ls === 0) return Atomics.load(this.r32, this._b + R_COUNT);
     const L = this._d.tables.resvList;
     return Atomics.load(L.i32, L.base(ls) + C_COUNT);
   }
@@ -561,12 +567,12 @@ export class DmaResv {
   }
 
   private arrOf(ls: number): BigInt64Array {
-    return ls === 0 ? this._r64() : this._d.tables.resvList.i64;
+    return ls === 0 ? this.r64 : this._d.tables.resvList.i64;
   }
 
   /** i64 index of entry `i` of list `ls` (lock held, or a list not yet published). */
   private entryIdx(ls: number, i: number): number {
-    if (ls === 0) return (R_INLINE >> 1) + i;
+    if (ls === 0) return ((this._b + R_INLINE) >> 1) + i;
     const L = this._d.tables.resvList;
     let s = ls;
     while (i >= CHUNK_ENTRIES) {
@@ -585,7 +591,7 @@ export class DmaResv {
   }
 
   private setCount(ls: number, n: number): void {
-    if (ls === 0) Atomics.store(this._r32(), R_COUNT, n);
+    if (ls === 0) Atomics.store(this.r32, this._b + R_COUNT, n);
     else {
       const L = this._d.tables.resvList;
       Atomics.store(L.i32, L.base(ls) + C_COUNT, n);
@@ -613,8 +619,8 @@ export class DmaResv {
   private publish(ls: number): void {
     const ver = Number((this._listRef() >> 32n) & 0xffff_ffffn) + 1;
     Atomics.store(
-      this._r64(),
-      R_LIST >> 1,
+      this.r64,
+      (this._b + R_LIST) >> 1,
       BigInt.asIntN(64, (BigInt(ver >>> 0) << 32n) | BigInt(ls)),
     );
   }
@@ -705,14 +711,15 @@ export class DmaResv {
     if (!Number.isSafeInteger(n) || n <= 0)
       fail('EINVAL', `reserveFences needs a positive count, got ${describe(n)}`);
     const d = this._d;
-    const r32 = this._r32();
-    const need = Math.max(Atomics.load(r32, R_RESERVED), n);
+    const r32 = this.r32;
+    const res = this._b + R_RESERVED;
+    const need = Math.max(Atomics.load(r32, res), n);
     const ref = this._listRef();
     const ls = listSlot(ref);
     const count = this._count(ref);
     const max = this.maxOf(ls);
     if (count + need <= max) {
-      Atomics.store(r32, R_RESERVED, need);
+      Atomics.store(r32, res, need);
       return 0;
     }
     if (count + need > MAX_FENCES)
@@ -735,7 +742,7 @@ export class DmaResv {
     if (target === 0) for (let i = j; i < INLINE_ENTRIES; i++) this.writeEntry(0, i, 0n);
     this.setCount(target, j);
     this.publish(target);
-    Atomics.store(r32, R_RESERVED, need);
+    Atomics.store(r32, res, need);
     for (const e of dropped) {
       this.forget(entrySlot(e));
       slotPut(d, entrySlot(e));
@@ -758,9 +765,10 @@ export class DmaResv {
     checkFence(fence, 'addFence');
     checkUsage(usage);
     const d = this._d;
-    const r32 = this._r32();
+    const r32 = this.r32;
+    const res = this._b + R_RESERVED;
     const F = d.tables.fence;
-    if (Atomics.load(r32, R_RESERVED) <= 0)
+    if (Atomics.load(r32, res) <= 0)
       fail('EINVAL', 'addFence without a reserved slot: call reserveFences() after locking');
     const [slot, gen] = this.fenceRef(fence);
     const e = entryOf(slot, gen, usage);
@@ -781,7 +789,7 @@ export class DmaResv {
         this.entrySignaled(os, og);
       if (replace) {
         this.writeEntry(ls, i, e);
-        Atomics.sub(r32, R_RESERVED, 1);
+        Atomics.sub(r32, res, 1);
         if (os !== slot) this.forget(os);
         slotPut(d, os);
         this.remember(slot, gen, fence);
@@ -791,7 +799,7 @@ export class DmaResv {
     // count + reserved <= max holds, and reserved >= 1: there is room.
     this.writeEntry(ls, count, e);
     this.setCount(ls, count + 1);
-    Atomics.sub(r32, R_RESERVED, 1);
+    Atomics.sub(r32, res, 1);
     this.remember(slot, gen, fence);
   }
 
@@ -865,7 +873,7 @@ export class DmaResv {
     const old: bigint[] = [];
     for (let i = 0; i < count; i++) old.push(this.readEntry(ls, i));
     this.publish(target);
-    Atomics.store(this._r32(), R_RESERVED, 0);
+    Atomics.store(this.r32, this._b + R_RESERVED, 0);
     for (const e of old) {
       this.forget(entrySlot(e));
       slotPut(d, entrySlot(e));

@@ -72,6 +72,7 @@ import {
   recordCheck,
   recordGet,
   recordPut,
+  recordViews,
   stampOf,
   wakeRecord,
   younger,
@@ -216,10 +217,13 @@ interface Attempt {
 const CLAIM_NO_CTX = 0x8000_0000;
 
 const WAIT = 1;
-/** i64 indexes of LOCK and CLAIM in a record view. */
-const LOCK64 = R_LOCK >> 1;
-const CLAIM64 = R_CLAIM >> 1;
 const RESOLVED_0: Promise<0> = Promise.resolve(0);
+
+const threadValues: bigint[] = [];
+/** LOCK value of a context-less lock held by `thread` (one bigint per thread). */
+function threadValue(thread: number): bigint {
+  return (threadValues[thread] ??= BigInt(thread << OWNER_THREAD_SHIFT));
+}
 
 let overRecord: { d: Domain; slot: number; gen: number; owning: boolean } | null = null;
 const views = new Map<number, WeakRef<WwMutex>>(); // standalone mutexes: slot → view here
@@ -239,8 +243,11 @@ export class WwMutex {
   /** @internal */ readonly _slot: number;
   /** @internal */ readonly _gen: number;
   /** @internal Int32 index of the record's first word */ readonly _b: number;
-  /** @internal the record's words */ readonly _r32: Int32Array;
-  /** @internal the record's 64-bit words */ readonly _r64: BigInt64Array;
+  /** @internal fixed-length views of the table (see recordViews) */ readonly _r32: Int32Array;
+  /** @internal */ readonly _r64: BigInt64Array;
+  /** i64 indexes of LOCK and CLAIM */
+  private readonly lo: number;
+  private readonly co: number;
   private readonly owning: boolean;
   private dead = false;
   private died = false;
@@ -264,12 +271,12 @@ export class WwMutex {
     this._slot = slot;
     this._gen = gen;
     this._b = d.tables.resv.base(slot);
-    // Fixed-length views of the record: atomics on them are much cheaper than on the table's
-    // length-tracking views, and they stay valid when the table grows.
-    const t = d.tables.resv;
-    this._r32 = new Int32Array(t.sab, this._b * 4, t.slotWords);
-    this._r64 = new BigInt64Array(t.sab, this._b * 4, t.slotWords >> 1);
-    this.threadValue = BigInt(d.thread << OWNER_THREAD_SHIFT);
+    const rv = recordViews(d.tables.resv, slot);
+    this._r32 = rv.i32;
+    this._r64 = rv.i64;
+    this.lo = (this._b + R_LOCK) >> 1;
+    this.co = (this._b + R_CLAIM) >> 1;
+    this.threadValue = threadValue(d.thread);
     this.owning = over === null || over.owning;
     if (this.owning) {
       views.set(slot, new WeakRef(this));
@@ -351,7 +358,7 @@ export class WwMutex {
 
   /** `ww_mutex_is_locked`: whether anybody holds it. May be stale by the time it is read. */
   isLocked(): boolean {
-    return Atomics.load(this._r32, R_LOCK_OWNER) !== 0;
+    return Atomics.load(this._r32, this._b + R_LOCK_OWNER) !== 0;
   }
 
   /**
@@ -359,7 +366,7 @@ export class WwMutex {
    * of one thread holding context-free locks cannot be told apart).
    */
   isHeld(ctx?: WwAcquireCtx | null): boolean {
-    const owner = Atomics.load(this._r32, R_LOCK_OWNER);
+    const owner = Atomics.load(this._r32, this._b + R_LOCK_OWNER);
     if (owner === 0) return false;
     if (ctx !== undefined && ctx !== null) return owner === ctx._owner;
     return ownerThread(owner) === this._d.thread;
@@ -371,9 +378,14 @@ export class WwMutex {
       fail('EPERM', ctx ? 'ww-mutex not held by this context' : 'ww-mutex not held by this thread');
   }
 
+  /** The kernel's `ww_mutex.ctx`: same as {@link lockingCtx}. */
+  get ctx(): WwAcquireCtx | null {
+    return this.lockingCtx;
+  }
+
   /** The context holding the lock when one of this thread's contexts does, else null. */
   get lockingCtx(): WwAcquireCtx | null {
-    const owner = Atomics.load(this._r32, R_LOCK_OWNER);
+    const owner = Atomics.load(this._r32, this._b + R_LOCK_OWNER);
     const ctx = this.heldCtx;
     return ctx !== null && owner === ctx._owner ? ctx : null;
   }
@@ -445,11 +457,12 @@ export class WwMutex {
    */
   trylock(ctx: WwAcquireCtx | null = null): boolean {
     if (this.fastAcquire(ctx, false)) return true;
-    const v = Atomics.load(this._r64, LOCK64);
+    const v = Atomics.load(this._r64, this.lo);
     // Held, or free behind a marker with somebody in line: no.
-    if (v === 0n || ownerOf(v) !== 0 || Atomics.load(this._r32, R_CLAIM_OWNER) !== 0) return false;
+    if (v === 0n || ownerOf(v) !== 0 || Atomics.load(this._r32, this._b + R_CLAIM_OWNER) !== 0)
+      return false;
     const value = ctx === null ? this.threadValue : ctx._value;
-    if (Atomics.compareExchange(this._r64, LOCK64, v, value) !== v) return false;
+    if (Atomics.compareExchange(this._r64, this.lo, v, value) !== v) return false;
     this.acquired(ctx, v === LOCK_DEAD);
     return true;
   }
@@ -460,7 +473,7 @@ export class WwMutex {
    */
   unlock(): void {
     this.check();
-    const owner = Atomics.load(this._r32, R_LOCK_OWNER);
+    const owner = Atomics.load(this._r32, this._b + R_LOCK_OWNER);
     if (owner === 0) fail('EPERM', 'unlock of an unlocked ww-mutex');
     if (ownerThread(owner) !== this._d.thread)
       fail('EPERM', 'unlock of a ww-mutex held by another thread');
@@ -481,9 +494,9 @@ export class WwMutex {
     this.died = false;
     // Only the holder (this thread) changes a held lock word; the exit hook only frees words of
     // dead threads.
-    const claimed = Atomics.load(this._r32, R_CLAIM_OWNER) !== 0;
-    Atomics.store(this._r64, LOCK64, claimed ? LOCK_HANDOFF : 0n);
-    wakeRecord(this._r32);
+    const claimed = Atomics.load(this._r32, this._b + R_CLAIM_OWNER) !== 0;
+    Atomics.store(this._r64, this.lo, claimed ? LOCK_HANDOFF : 0n);
+    wakeRecord(this._r32, this._b);
   }
 
   // ---- internals -----------------------------------------------------------------------------
@@ -513,7 +526,7 @@ export class WwMutex {
       this.checkCtx(ctx, slow);
       value = ctx._value;
     }
-    if (Atomics.compareExchange(this._r64, LOCK64, 0n, value) !== 0n) return false;
+    if (Atomics.compareExchange(this._r64, this.lo, 0n, value) !== 0n) return false;
     this.acquired(ctx ?? null, false);
     return true;
   }
@@ -578,16 +591,17 @@ export class WwMutex {
     signal: AbortSignal | undefined,
   ): Promise<WwLockInterruptibleResult> {
     const r32 = this._r32;
+    const b = this._b;
     this.enqueue(a);
-    Atomics.add(r32, R_WAITERS, 1);
+    Atomics.add(r32, b + R_WAITERS, 1);
     try {
       for (;;) {
         // Counted in WAITERS before reading SEQ: any change after this read bumps SEQ.
-        const seq = Atomics.load(r32, R_SEQ);
+        const seq = Atomics.load(r32, b + R_SEQ);
         const r = this.attempt(a);
         if (r !== WAIT) return r as WwLockInterruptibleResult;
         try {
-          await waitWhileEqualsAsync(r32, R_SEQ, seq, Infinity, { signal });
+          await waitWhileEqualsAsync(r32, b + R_SEQ, seq, Infinity, { signal });
         } catch (e) {
           if (e instanceof DmaBufError && e.code === 'ERESTARTSYS') return EINTR;
           throw e;
@@ -596,7 +610,7 @@ export class WwMutex {
       }
     } finally {
       this.dropClaim(a);
-      Atomics.sub(r32, R_WAITERS, 1);
+      Atomics.sub(r32, b + R_WAITERS, 1);
     }
   }
 
@@ -604,19 +618,20 @@ export class WwMutex {
     const r = this.attempt(a);
     if (r !== WAIT) return r;
     const r32 = this._r32;
+    const b = this._b;
     this.enqueue(a);
-    Atomics.add(r32, R_WAITERS, 1);
+    Atomics.add(r32, b + R_WAITERS, 1);
     try {
       for (;;) {
-        const seq = Atomics.load(r32, R_SEQ);
+        const seq = Atomics.load(r32, b + R_SEQ);
         const r = this.attempt(a);
         if (r !== WAIT) return r;
-        waitWhileEqualsSync(r32, R_SEQ, seq, Infinity);
+        waitWhileEqualsSync(r32, b + R_SEQ, seq, Infinity);
         a.lost++;
       }
     } finally {
       this.dropClaim(a);
-      Atomics.sub(r32, R_WAITERS, 1);
+      Atomics.sub(r32, b + R_WAITERS, 1);
     }
   }
 
@@ -638,12 +653,12 @@ export class WwMutex {
     const i64 = this._r64;
     const me = this._d.thread;
     for (;;) {
-      const v = Atomics.load(i64, LOCK64);
+      const v = Atomics.load(i64, this.lo);
       const owner = ownerOf(v);
       if (owner === 0) {
         // Free: plain, or behind a marker (HANDOFF, DEAD) that reserves it for a claimant.
         if (v !== 0n) {
-          const c = Atomics.load(i64, CLAIM64);
+          const c = Atomics.load(i64, this.co);
           // Another claimant goes first, unless we would block our own thread for it.
           if (
             c !== 0n &&
@@ -652,11 +667,11 @@ export class WwMutex {
           ) {
             if (this.mustDie(a, WwMutex.claimStamp(c))) return EDEADLK;
             if (a.lost > 0) this.claim(a);
-            if (Atomics.load(i64, CLAIM64) !== c) continue;
+            if (Atomics.load(i64, this.co) !== c) continue;
             return WAIT;
           }
         }
-        if (Atomics.compareExchange(i64, LOCK64, v, a.value) === v) {
+        if (Atomics.compareExchange(i64, this.lo, v, a.value) === v) {
           if (a.claimed) this.dropClaim(a);
           this.acquired(a.ctx, v === LOCK_DEAD);
           return 0;
@@ -665,7 +680,7 @@ export class WwMutex {
       }
       if (a.ctx !== null && owner === a.owner) return EALREADY;
       if (this.mustDie(a, stampOf(v))) return EDEADLK;
-      const c = Atomics.load(i64, CLAIM64);
+      const c = Atomics.load(i64, this.co);
       if (c !== 0n && c !== a.claimValue && this.mustDie(a, WwMutex.claimStamp(c))) return EDEADLK;
       if (a.sync && ownerThread(owner) === me) {
         throw new DmaBufError(
@@ -682,12 +697,12 @@ export class WwMutex {
   private claim(a: Attempt): void {
     const i64 = this._r64;
     for (;;) {
-      const c = Atomics.load(i64, CLAIM64);
+      const c = Atomics.load(i64, this.co);
       if (c === a.claimValue) return;
       if (c !== 0n && !younger(stampOf(c), a.age)) return;
-      if (Atomics.compareExchange(i64, CLAIM64, c, a.claimValue) === c) {
+      if (Atomics.compareExchange(i64, this.co, c, a.claimValue) === c) {
         a.claimed = true;
-        wakeRecord(this._r32); // waiters re-check against the new claimant
+        wakeRecord(this._r32, this._b); // waiters re-check against the new claimant
         return;
       }
     }
@@ -698,9 +713,9 @@ export class WwMutex {
     if (!a.claimed) return;
     a.claimed = false;
     const i64 = this._r64;
-    if (Atomics.compareExchange(i64, CLAIM64, a.claimValue, 0n) !== a.claimValue) return;
-    if (Atomics.load(i64, CLAIM64) === 0n) Atomics.compareExchange(i64, LOCK64, LOCK_HANDOFF, 0n);
-    wakeRecord(this._r32);
+    if (Atomics.compareExchange(i64, this.co, a.claimValue, 0n) !== a.claimValue) return;
+    if (Atomics.load(i64, this.co) === 0n) Atomics.compareExchange(i64, this.lo, LOCK_HANDOFF, 0n);
+    wakeRecord(this._r32, this._b);
   }
 
   /** Bookkeeping after this thread took the lock for `ctx` (`died`: from a dead holder). */
