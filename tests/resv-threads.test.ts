@@ -107,7 +107,7 @@ describe('reservation objects across worker threads', () => {
     const r1 = new DmaResv();
     const ms = 400;
     const [w, x, y] = await Promise.all([
-      a.call('churn', { resvs: [r0.share(), r1.share()], base, ms, seed }),
+      a.stream('churn', { resvs: [r0.share(), r1.share()], base, ms, seed })(1),
       b.call('read', { resv: r0.share(), base, ms }),
       (async () => {
         // The main thread reads the other object meanwhile.
@@ -190,6 +190,37 @@ describe('holders that die', () => {
     assert.throws(() => r.addFence(f, DmaResvUsage.READ), /EINVAL/, 'its reservation is gone');
     r.unlock();
   });
+
+  for (const killAfter of [7, 23, 61]) {
+    it(`a writer killed ${killAfter} ms into changing the lists leaves them consistent`, async () => {
+      const w = rpc(Domain.current().spawn(workerUrl));
+      const base = DmaFence.contextAlloc(16);
+      const rs = [new DmaResv(), new DmaResv()];
+      const churn = w.stream('churn', { resvs: rs.map((r) => r.share()), base, ms: 10_000, seed });
+      ok(await churn(0));
+      await new Promise((res) => setTimeout(res, killAfter));
+      await w.worker.terminate();
+      for (const [k, r] of rs.entries()) {
+        assert.equal(await r.lock(null), 0, 'the lock is recovered');
+        const n = r.numFences;
+        const all = [...r.fences(DmaResvUsage.BOOKKEEP)];
+        assert.equal(all.length, n, `seed ${seed}`);
+        for (const { fence, usage } of all) {
+          assert.ok(fence.context >= base + 8 * k && fence.context < base + 8 * k + 8);
+          assert.ok(usage >= 0 && usage <= 3);
+        }
+        // The writer signaled some; the fence exit hook signaled the rest with -ENOENT.
+        assert.equal(r.testSignaled(DmaResvUsage.BOOKKEEP), true);
+        for (const { fence } of all) assert.ok([1, -2].includes(fence.getStatus()));
+        r.reserveFences(3);
+        const f = new DmaFence(ops, DmaFence.contextAlloc(), 1);
+        r.addFence(f, DmaResvUsage.WRITE);
+        assert.deepEqual(r.getFences(DmaResvUsage.BOOKKEEP), [f]);
+        r.unlock();
+        f.signal();
+      }
+    });
+  }
 
   it('a waiter that dies leaves no claim behind', async () => {
     const w = rpc(Domain.current().spawn(workerUrl));

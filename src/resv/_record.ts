@@ -9,20 +9,24 @@
  *        4 CLAIM_OWNER  5 CLAIM_STAMP              i64 CLAIM  0 = none, else the waiter next in line
  *        6 WAITERS      lockers inside their wait loop (changers skip the wake-up when 0)
  *        7 SEQ          bumped after a change of LOCK or CLAIM that a waiter may wait for
- *        8 FLAGS        KIND (bits 0..3) | OWNER_DIED (bit 8)
+ *        8 FLAGS        KIND (bits 0..3)
  *        9 REFS         views and descriptors in flight; the last put frees the record
  *       10 LIST_SLOT   11 LIST_VER                 i64 LIST: (version << 32) | overflow slot (0 = inline)
  *       12 RESERVED     adds allowed by the last reserveFences (lock holder only; 0 after unlock)
  *       13 COUNT        entries of the inline list (its capacity is fixed: 5)
  *       14..23          five inline entries (i64 each)
  * ```
- * `owner` is `(thread << 23) | n`, with `n` a per-thread sequence (23 bits, never 0): the thread is
- * what the exit hook needs, the sequence tells tasks apart. `stamp` is the low 32 bits of the
+ * `owner` is `(thread << 23) | n`: `n` is 0 for a lock taken without context (owned by the thread)
+ * and a per-thread context id otherwise (23 bits). The thread is what the exit hook needs. A CLAIM
+ * made without context has bit 31 of its owner half set and a ticket (taken from the stamp counter
+ * when the waiter started) in its stamp half, so that claims compare by age either way. `stamp` is the low 32 bits of the
  * holder's acquire-context stamp (0 for a lock taken without context); stamps compare with
  * wrap-around, so a context may live across 2^31 later stamps before order breaks down.
  * Taking the lock is one 64-bit CAS 0 → (stamp, owner): a contender always reads the holder's
- * owner and stamp together. Only the holder stores 0 (unlock); the exit hook of a dead holder's
- * thread clears it with a CAS.
+ * owner and stamp together. Owner 0 means free: LOCK is 0, or a marker with the owner half 0 —
+ * HANDOFF (released while a waiter had claimed it: only the claimant may take it) or DEAD (freed
+ * by the exit hook of a thread that died holding it: whoever takes it next is told). Only the
+ * holder releases a held lock (a store); the exit hook frees a dead holder's lock with a CAS.
  *
  * Waiting: a locker that must wait first counts itself in WAITERS, then loops: read SEQ, evaluate
  * LOCK and CLAIM, and if it still must wait, sleep while SEQ is unchanged. Whoever changes what a
@@ -60,7 +64,7 @@
  * ```
  */
 
-import type { SlotTable } from '../domain/_slots.js';
+import { HEADER_WORDS, S_LINK, type SlotTable } from '../domain/_slots.js';
 import { type Domain, onThreadExit } from '../domain/domain.js';
 import { trace } from '../trace.js';
 
@@ -82,7 +86,11 @@ export const INLINE_ENTRIES = 5;
 export const KIND_MASK = 0xf;
 export const KIND_MUTEX = 1;
 export const KIND_RESV = 2;
-export const FLAG_OWNER_DIED = 1 << 8;
+
+/** LOCK markers: free (owner 0), but reserved for the claimant if there is one. */
+export const LOCK_HANDOFF = BigInt.asIntN(64, 1n << 32n);
+/** Free after its holder died; the next acquisition is told (and takes it like HANDOFF). */
+export const LOCK_DEAD = BigInt.asIntN(64, 2n << 32n);
 
 export const C_COUNT = 2;
 export const C_MAX = 3;
@@ -96,7 +104,7 @@ const OWNER_SEQ_MASK = (1 << OWNER_THREAD_SHIFT) - 1;
 
 let ownerSeq = (Math.random() * OWNER_SEQ_MASK) | 0;
 
-/** A fresh owner id of the calling thread: `(thread << 23) | n`, never 0. */
+/** A fresh context owner id of the calling thread: `(thread << 23) | n`, `n` never 0. */
 export function newOwner(d: Domain): number {
   ownerSeq = (ownerSeq + 1) & OWNER_SEQ_MASK;
   if (ownerSeq === 0) ownerSeq = 1;
@@ -123,6 +131,23 @@ export function stampOf(v: bigint): number {
 /** Wait-die order: whether stamp `a` is younger (later) than stamp `b`, with wrap-around. */
 export function younger(a: number, b: number): boolean {
   return ((a - b) | 0) > 0;
+}
+
+const viewCache = new WeakMap<SlotTable, { i32: Int32Array; i64: BigInt64Array }>();
+
+/**
+ * Fixed-length views of a table that cover `slot` (indexes as in the table). Atomics on them cost
+ * a third of those on the table's own length-tracking views; they are shared by every record and
+ * made again only after the table grew past the cached ones (which stay valid for older slots).
+ */
+export function recordViews(t: SlotTable, slot: number): { i32: Int32Array; i64: BigInt64Array } {
+  let v = viewCache.get(t);
+  if (v === undefined || v.i32.length < t.base(slot) + t.slotWords) {
+    const bytes = t.sab.byteLength - (t.sab.byteLength % 8);
+    v = { i32: new Int32Array(t.sab, 0, bytes >> 2), i64: new BigInt64Array(t.sab, 0, bytes >> 3) };
+    viewCache.set(t, v);
+  }
+  return v;
 }
 
 /** i64 index of word `w` of `slot` (w even). */
@@ -197,33 +222,34 @@ export function recordPut(d: Domain, slot: number): void {
 }
 
 /** After a change of LOCK or CLAIM: bumps SEQ and wakes every waiter, if there are any. */
-export function wakeAll(t: SlotTable, b: number): void {
-  if (Atomics.load(t.i32, b + R_WAITERS) > 0) {
-    Atomics.add(t.i32, b + R_SEQ, 1);
-    Atomics.notify(t.i32, b + R_SEQ);
+export function wakeRecord(i32: Int32Array, b: number): void {
+  if (Atomics.load(i32, b + R_WAITERS) > 0) {
+    Atomics.add(i32, b + R_SEQ, 1);
+    Atomics.notify(i32, b + R_SEQ);
   }
 }
 
 // ---- thread exit ----------------------------------------------------------------------------
 
 // A thread that dies holding locks cannot release them: free them here, after letting the record's
-// kind repair a change the thread left half-done (a torn append), mark each so that the next
-// locker learns the holder died, and forget claims of the thread's waiters. Runs after the fence
+// kind repair a change the thread left half-done (a torn append), behind the DEAD marker so that
+// the next locker learns the holder died; and forget the claims of the thread's waiters. Runs after the fence
 // hook (order 10), so that the dead thread's fences are already signaled with -ENOENT.
 onThreadExit(20, (d, thread) => {
   const t = d.tables.resv;
   const hwm = t.highWater;
+  if (hwm <= 1) return;
+  const { i32, i64 } = recordViews(t, hwm - 1);
   for (let slot = 1; slot < hwm; slot++) {
-    if (!t.isAllocated(slot)) continue;
     const b = t.base(slot);
-    const kind = Atomics.load(t.i32, b + R_FLAGS) & KIND_MASK;
+    if (b < HEADER_WORDS || Atomics.load(i32, b + S_LINK) !== -1) continue; // free
+    const kind = Atomics.load(i32, b + R_FLAGS) & KIND_MASK;
     if (kind === 0) continue;
     const li = (b + R_LOCK) >> 1;
-    const v = Atomics.load(t.i64, li);
-    if (v !== 0n && ownerThread(ownerOf(v)) === thread) {
+    const v = Atomics.load(i64, li);
+    if (ownerOf(v) !== 0 && ownerThread(ownerOf(v)) === thread) {
       repairers.get(kind)?.(d, slot);
-      Atomics.or(t.i32, b + R_FLAGS, FLAG_OWNER_DIED);
-      if (Atomics.compareExchange(t.i64, li, v, 0n) === v) {
+      if (Atomics.compareExchange(i64, li, v, LOCK_DEAD) === v) {
         trace('resvOwnerDied', () => ({
           resv: slot,
           thread,
@@ -232,8 +258,11 @@ onThreadExit(20, (d, thread) => {
       }
     }
     const ci = (b + R_CLAIM) >> 1;
-    const c = Atomics.load(t.i64, ci);
-    if (c !== 0n && ownerThread(ownerOf(c)) === thread) Atomics.compareExchange(t.i64, ci, c, 0n);
-    wakeAll(t, b);
+    const c = Atomics.load(i64, ci);
+    if (c !== 0n && ownerThread(ownerOf(c) & 0x7fff_ffff) === thread) {
+      if (Atomics.compareExchange(i64, ci, c, 0n) === c && Atomics.load(i64, ci) === 0n)
+        Atomics.compareExchange(i64, li, LOCK_HANDOFF, 0n);
+    }
+    wakeRecord(i32, b);
   }
 });

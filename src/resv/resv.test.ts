@@ -9,6 +9,7 @@ import { Domain } from '../domain/domain.js';
 import { DmaBufError } from '../errors.js';
 import { slotGet, slotRefs } from '../fence/_shared.js';
 import { DmaFence, type DmaFenceOps } from '../fence/fence.js';
+import { DmaFenceArray } from '../fence/fence-array.js';
 import { lockValue, OWNER_THREAD_SHIFT, R_COUNT, R_INLINE, R_LOCK } from './_record.js';
 import { _setFenceArrayFactory, DmaResv, DmaResvUsage } from './resv.js';
 import { WwAcquireCtx } from './ww-mutex.js';
@@ -395,7 +396,6 @@ describe('DmaResv: singleton, waits, deadlines, describe', () => {
     const b = allocFence(DmaFence.contextAlloc(), 1);
     add(r, b, DmaResvUsage.READ);
     assert.equal(r.getSingleton(DmaResvUsage.WRITE), a);
-    // TODO(fence-array): once src/fence/fence-array.ts is merged, also check the real array.
     const calls: unknown[][] = [];
     const fake = allocFence(DmaFence.contextAlloc(), 1);
     const old = _setFenceArrayFactory((...args) => {
@@ -414,6 +414,15 @@ describe('DmaResv: singleton, waits, deadlines, describe', () => {
     } finally {
       _setFenceArrayFactory(old);
     }
+    const arr = r.getSingleton(DmaResvUsage.READ)!;
+    assert.ok(arr instanceof DmaFenceArray, 'the real array');
+    assert.deepEqual([...(arr as DmaFenceArray).fences], [a, b]);
+    assert.equal(arr.seqno, 1);
+    assert.equal(arr.isSignaled(), false);
+    a.signal();
+    assert.equal(arr.isSignaled(), false, 'an all-array waits for every member');
+    b.signal();
+    assert.equal(arr.isSignaled(), true);
     r.unlock();
   });
 

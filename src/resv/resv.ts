@@ -59,6 +59,7 @@ import {
   slotTryGet,
 } from '../fence/_shared.js';
 import { DMA_FENCE_FLAG_SEQNO64_BIT, DmaFence, seqnoIsLater } from '../fence/fence.js';
+import { DmaFenceArray } from '../fence/fence-array.js';
 import {
   C_COUNT,
   C_ENTRIES,
@@ -67,14 +68,17 @@ import {
   CHUNK_ENTRIES,
   INLINE_ENTRIES,
   KIND_RESV,
+  ownerThread,
   R_COUNT,
   R_INLINE,
   R_LIST,
+  R_LOCK_OWNER,
   R_RESERVED,
   recordAlloc,
   recordCheck,
   recordGet,
   recordPut,
+  recordViews,
   registerKind,
 } from './_record.js';
 import {
@@ -146,25 +150,12 @@ type ArrayFactory = (
   signalOnAny: boolean,
 ) => DmaFence;
 
-// TODO(fence-array): replace this lookup with a static import of DmaFenceArray from
-// '../fence/fence-array.js' once that module is merged; until then getSingleton builds arrays only
-// when the module is present (or a factory was installed for tests).
-let arrayFactory: ArrayFactory | null = null;
-{
-  const specifier = '../fence/fence-array.js';
-  try {
-    const mod = (await import(specifier)) as {
-      DmaFenceArray?: { create?: ArrayFactory };
-    };
-    const create = mod.DmaFenceArray?.create;
-    if (typeof create === 'function') arrayFactory = create.bind(mod.DmaFenceArray);
-  } catch {
-    arrayFactory = null;
-  }
-}
+// getSingleton's array constructor: DmaFenceArray, replaceable by tests to observe its arguments.
+let arrayFactory: ArrayFactory = (fences, context, seqno, signalOnAny) =>
+  DmaFenceArray.create(fences, context, seqno, signalOnAny);
 
 /** Installs the fence-array constructor {@link DmaResv#getSingleton} uses. @internal (tests) */
-export function _setFenceArrayFactory(f: ArrayFactory | null): ArrayFactory | null {
+export function _setFenceArrayFactory(f: ArrayFactory): ArrayFactory {
   const old = arrayFactory;
   arrayFactory = f;
   return old;
@@ -277,7 +268,7 @@ export class DmaResvIter implements IterableIterator<DmaResvEntry> {
   private walk(): number {
     const resv = this.resv;
     const d = resv._d;
-    const R = d.tables.resv;
+    const r64 = resv._r64();
     const L = d.tables.resvList;
     const F = d.tables.fence;
     if (this.count < 0 || this.count > MAX_FENCES) return RESTART; // read from freed storage
@@ -285,7 +276,7 @@ export class DmaResvIter implements IterableIterator<DmaResvEntry> {
       let e: bigint;
       if (this.chunk === 0) {
         if (this.index >= INLINE_ENTRIES) return RESTART;
-        e = Atomics.load(R.i64, ((resv._b + R_INLINE) >> 1) + this.index);
+        e = Atomics.load(r64, ((resv._b + R_INLINE) >> 1) + this.index);
       } else {
         if (this.off === CHUNK_ENTRIES) {
           const next = Atomics.load(L.i32, L.base(this.chunk) + C_NEXT);
@@ -349,6 +340,8 @@ export class DmaResv {
   /** @internal */ readonly _gen: number;
   /** @internal Int32 index of the record */ readonly _b: number;
   private mutex: WwMutex | null = null;
+  private readonly r32: Int32Array;
+  private readonly r64: BigInt64Array;
   /** This thread's fence objects for entries (slot → gen, fence): keeps identity stable. */
   private objs: Map<number, { gen: number; fence: DmaFence }> | null = null;
   private dead = false;
@@ -363,6 +356,9 @@ export class DmaResv {
     this._slot = slot;
     this._gen = gen;
     this._b = d.tables.resv.base(slot);
+    const views = recordViews(d.tables.resv, slot);
+    this.r32 = views.i32;
+    this.r64 = views.i64;
     collected.register(this, slot, this);
   }
 
@@ -450,6 +446,16 @@ export class DmaResv {
     return this.mutex;
   }
 
+  /** @internal fixed-length views of the reservation table (see recordViews) */
+  _r32(): Int32Array {
+    return this.r32;
+  }
+
+  /** @internal */
+  _r64(): BigInt64Array {
+    return this.r64;
+  }
+
   /**
    * `dma_resv_lock`: resolves 0 (locked), `-EDEADLK` (back off: drop every lock of `ctx`, then
    * {@link lockSlow} this one) or `-EALREADY` (`ctx` holds it). `ctx = null` locks this object
@@ -495,9 +501,13 @@ export class DmaResv {
   /** `dma_resv_unlock`: forgets the reservation, releases the lock. EPERM if not held here. */
   unlock(): void {
     const m = this._lock;
-    m.assertHeld();
-    Atomics.store(this._d.tables.resv.i32, this._b + R_RESERVED, 0);
-    m.unlock();
+    const r32 = this.r32;
+    const owner = Atomics.load(r32, this._b + R_LOCK_OWNER);
+    if (owner === 0 || ownerThread(owner) !== this._d.thread)
+      fail('EPERM', 'unlock of a reservation object this thread does not hold');
+    // The holder's own word: a plain store, published to the next holder by the release.
+    if (r32[this._b + R_RESERVED] !== 0) r32[this._b + R_RESERVED] = 0;
+    m._release(owner);
   }
 
   /** `dma_resv_is_locked`: whether anybody holds the lock (may be stale when read). */
@@ -529,13 +539,13 @@ export class DmaResv {
 
   /** @internal the LIST word: (version << 32) | overflow slot */
   _listRef(): bigint {
-    return Atomics.load(this._d.tables.resv.i64, (this._b + R_LIST) >> 1);
+    return Atomics.load(this.r64, (this._b + R_LIST) >> 1);
   }
 
   /** @internal number of entries of list `ref` */
   _count(ref: bigint): number {
     const ls = listSlot(ref);
-    if (ls === 0) return Atomics.load(this._d.tables.resv.i32, this._b + R_COUNT);
+    if (ls === 0) return Atomics.load(this.r32, this._b + R_COUNT);
     const L = this._d.tables.resvList;
     return Atomics.load(L.i32, L.base(ls) + C_COUNT);
   }
@@ -547,7 +557,7 @@ export class DmaResv {
   }
 
   private arrOf(ls: number): BigInt64Array {
-    return ls === 0 ? this._d.tables.resv.i64 : this._d.tables.resvList.i64;
+    return ls === 0 ? this.r64 : this._d.tables.resvList.i64;
   }
 
   /** i64 index of entry `i` of list `ls` (lock held, or a list not yet published). */
@@ -571,7 +581,7 @@ export class DmaResv {
   }
 
   private setCount(ls: number, n: number): void {
-    if (ls === 0) Atomics.store(this._d.tables.resv.i32, this._b + R_COUNT, n);
+    if (ls === 0) Atomics.store(this.r32, this._b + R_COUNT, n);
     else {
       const L = this._d.tables.resvList;
       Atomics.store(L.i32, L.base(ls) + C_COUNT, n);
@@ -597,10 +607,9 @@ export class DmaResv {
 
   /** Publishes list `ls` as the current one (one 64-bit store; the version moves on). */
   private publish(ls: number): void {
-    const R = this._d.tables.resv;
     const ver = Number((this._listRef() >> 32n) & 0xffff_ffffn) + 1;
     Atomics.store(
-      R.i64,
+      this.r64,
       (this._b + R_LIST) >> 1,
       BigInt.asIntN(64, (BigInt(ver >>> 0) << 32n) | BigInt(ls)),
     );
@@ -692,14 +701,15 @@ export class DmaResv {
     if (!Number.isSafeInteger(n) || n <= 0)
       fail('EINVAL', `reserveFences needs a positive count, got ${describe(n)}`);
     const d = this._d;
-    const R = d.tables.resv;
-    const need = Math.max(Atomics.load(R.i32, this._b + R_RESERVED), n);
+    const r32 = this.r32;
+    const res = this._b + R_RESERVED;
+    const need = Math.max(Atomics.load(r32, res), n);
     const ref = this._listRef();
     const ls = listSlot(ref);
     const count = this._count(ref);
     const max = this.maxOf(ls);
     if (count + need <= max) {
-      Atomics.store(R.i32, this._b + R_RESERVED, need);
+      Atomics.store(r32, res, need);
       return 0;
     }
     if (count + need > MAX_FENCES)
@@ -722,7 +732,7 @@ export class DmaResv {
     if (target === 0) for (let i = j; i < INLINE_ENTRIES; i++) this.writeEntry(0, i, 0n);
     this.setCount(target, j);
     this.publish(target);
-    Atomics.store(R.i32, this._b + R_RESERVED, need);
+    Atomics.store(r32, res, need);
     for (const e of dropped) {
       this.forget(entrySlot(e));
       slotPut(d, entrySlot(e));
@@ -745,10 +755,10 @@ export class DmaResv {
     checkFence(fence, 'addFence');
     checkUsage(usage);
     const d = this._d;
-    const R = d.tables.resv;
+    const r32 = this.r32;
+    const res = this._b + R_RESERVED;
     const F = d.tables.fence;
-    const resIdx = this._b + R_RESERVED;
-    if (Atomics.load(R.i32, resIdx) <= 0)
+    if (Atomics.load(r32, res) <= 0)
       fail('EINVAL', 'addFence without a reserved slot: call reserveFences() after locking');
     const [slot, gen] = this.fenceRef(fence);
     const e = entryOf(slot, gen, usage);
@@ -769,7 +779,7 @@ export class DmaResv {
         this.entrySignaled(os, og);
       if (replace) {
         this.writeEntry(ls, i, e);
-        Atomics.sub(R.i32, resIdx, 1);
+        Atomics.sub(r32, res, 1);
         if (os !== slot) this.forget(os);
         slotPut(d, os);
         this.remember(slot, gen, fence);
@@ -779,7 +789,7 @@ export class DmaResv {
     // count + reserved <= max holds, and reserved >= 1: there is room.
     this.writeEntry(ls, count, e);
     this.setCount(ls, count + 1);
-    Atomics.sub(R.i32, resIdx, 1);
+    Atomics.sub(r32, res, 1);
     this.remember(slot, gen, fence);
   }
 
@@ -853,7 +863,7 @@ export class DmaResv {
     const old: bigint[] = [];
     for (let i = 0; i < count; i++) old.push(this.readEntry(ls, i));
     this.publish(target);
-    Atomics.store(d.tables.resv.i32, this._b + R_RESERVED, 0);
+    Atomics.store(this.r32, this._b + R_RESERVED, 0);
     for (const e of old) {
       this.forget(entrySlot(e));
       slotPut(d, entrySlot(e));
@@ -920,8 +930,6 @@ export class DmaResv {
     const fences = this.getFences(usage);
     if (fences.length === 0) return null;
     if (fences.length === 1) return fences[0]!;
-    if (arrayFactory === null)
-      fail('EINVAL', 'getSingleton over several fences needs src/fence/fence-array.ts');
     return arrayFactory(fences, DmaFence.contextAlloc(1), 1, false);
   }
 

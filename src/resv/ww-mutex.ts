@@ -15,10 +15,12 @@
  *
  * ## Who owns a lock
  * An acquire context belongs to one **async task**, not to a thread: several tasks of one thread
- * contend for locks exactly as kernel threads do, and each may hold its own context. A lock taken
- * without a context (`lock(null)`, a plain mutex without deadlock detection) is owned by that call.
- * The owner is recorded as (thread index, owner id): only the owning thread may unlock, and when a
- * thread exits while holding locks the domain frees them (see *Holder death*).
+ * contend for locks exactly as kernel threads do, and each may hold its own context. The owner of
+ * a lock is recorded as (thread index, context id); a lock taken without a context (`lock(null)`,
+ * a plain mutex without deadlock detection) is owned by its thread, since tasks without contexts
+ * cannot be told apart (nor can the kernel's: they just deadlock if they relock). Only the owning
+ * thread may unlock, and when a thread exits while holding locks the domain frees them (see
+ * *Holder death*).
  *
  * ## Results, not exceptions
  * As in the kernel, the lock calls report the expected outcomes as negative errno **values**:
@@ -29,19 +31,20 @@
  * deadlock its own thread (EDEADLK, see {@link WwMutex#lockSync}).
  *
  * ## Waiting
- * Waiters spin briefly, then park on the lock word: `Atomics.waitAsync` with a ref'd keep-alive
- * handle (async variants) or `Atomics.wait` (the `*Sync` variants, for workers). Every release
- * wakes every parked waiter, which re-checks the wait-die rules against the new holder, so no
- * wake-up is lost and no waiter keeps waiting for a holder it should have died for. A waiter that
- * lost the race after a wake-up *claims* the lock; while it is free, other lockers let the
- * claimant take it first (an older context may take a claim over). No context starves: it keeps
- * its stamp across back-offs, the oldest claimant gets the lock next, and younger contexts die
- * rather than wait behind it.
+ * Waiters spin briefly, then park on the record's sequence word: `Atomics.waitAsync` with a ref'd
+ * keep-alive handle (async variants) or `Atomics.wait` (the `*Sync` variants, for workers). Every
+ * change a waiter may be waiting for wakes every parked waiter, which re-checks the wait-die rules
+ * against the new holder, so no wake-up is lost and no waiter keeps waiting for a holder it should
+ * have died for. A waiter that lost the race after a wake-up *claims* the lock; the next release
+ * leaves the lock reserved for the claimant, and an older waiter (by context stamp, or by the time
+ * a context-less waiter started waiting) takes a claim over. So nobody starves: a context keeps
+ * its stamp across back-offs and grows older, the oldest waiter gets the lock next, and younger
+ * contexts holding locks die rather than wait behind it.
  *
  * ## Holder death
  * When a thread exits while holding locks, its exit hook frees them and marks each lock. The next
- * locker still gets `0`, and {@link WwMutex#ownerDied} is true for that acquisition (until its
- * unlock): state the dead holder protected may be half-changed. The recovery is also published on
+ * locker still gets `0` (or `true` from trylock), and {@link WwMutex#ownerDied} is true for that
+ * acquisition, until its unlock: state the dead holder protected may be half-changed. The recovery is also published on
  * the `dmabuf:resv:owner-died` channel as `{ resv: slot, thread, kind }`.
  *
  * Layout of the shared record: `_record.ts`.
@@ -52,15 +55,16 @@ import { waitWhileEqualsAsync, waitWhileEqualsSync } from '../domain/_wait.js';
 import { Domain } from '../domain/domain.js';
 import { DmaBufError, describe, fail } from '../errors.js';
 import {
-  FLAG_OWNER_DIED,
   KIND_MUTEX,
+  LOCK_DEAD,
+  LOCK_HANDOFF,
   lockValue,
   newOwner,
+  OWNER_THREAD_SHIFT,
   ownerOf,
   ownerThread,
   R_CLAIM,
   R_CLAIM_OWNER,
-  R_FLAGS,
   R_LOCK,
   R_LOCK_OWNER,
   R_SEQ,
@@ -69,8 +73,9 @@ import {
   recordCheck,
   recordGet,
   recordPut,
+  recordViews,
   stampOf,
-  wakeAll,
+  wakeRecord,
   younger,
 } from './_record.js';
 
@@ -120,9 +125,6 @@ export class WwClass {
 export const reservationWwClass: WwClass = new WwClass('reservation_ww_class');
 
 // ---- acquire contexts ---------------------------------------------------------------------------
-
-/** Contexts of this thread that hold at least one lock, by owner id (for unlock bookkeeping). */
-const holding = new Map<number, WwAcquireCtx>();
 
 const CTX_ACQUIRE = 0;
 const CTX_DONE = 1;
@@ -193,20 +195,36 @@ export interface WwMutexDescriptor {
   c: string;
 }
 
-/** One locking attempt in progress. */
+/** One locking attempt that has to look at the lock more closely than one CAS. */
 interface Attempt {
   ctx: WwAcquireCtx | null;
+  /** Owner id: the context's, or the thread's (`thread << 23`) without context. */
   owner: number;
+  /** The context's stamp, 0 without context. */
   stamp: number;
+  /** LOCK value while held by this attempt. */
   value: bigint;
+  /** Priority in line: the context's stamp, or a ticket taken when a context-less waiter starts. */
+  age: number;
+  /** CLAIM value of this attempt (context-less claims carry CLAIM_NO_CTX in the owner half). */
+  claimValue: bigint;
   sync: boolean;
   /** Wake-ups after which the lock was still not ours. */
   lost: number;
   claimed: boolean;
 }
 
+/** Owner-half bit of a claim made without context (its stamp half is a ticket, not a stamp). */
+const CLAIM_NO_CTX = 0x8000_0000;
+
 const WAIT = 1;
 const RESOLVED_0: Promise<0> = Promise.resolve(0);
+
+const threadValues: bigint[] = [];
+/** LOCK value of a context-less lock held by `thread` (one bigint per thread). */
+function threadValue(thread: number): bigint {
+  return (threadValues[thread] ??= BigInt(thread << OWNER_THREAD_SHIFT));
+}
 
 let overRecord: { d: Domain; slot: number; gen: number; owning: boolean } | null = null;
 // standalone mutexes: slot → view here (array-backed: see _slotmap.ts for why not a Map)
@@ -227,11 +245,18 @@ export class WwMutex {
   /** @internal */ readonly _slot: number;
   /** @internal */ readonly _gen: number;
   /** @internal Int32 index of the record's first word */ readonly _b: number;
-  private readonly li: number;
-  private readonly ci: number;
+  /** @internal fixed-length views of the table (see recordViews) */ readonly _r32: Int32Array;
+  /** @internal */ readonly _r64: BigInt64Array;
+  /** i64 indexes of LOCK and CLAIM */
+  private readonly lo: number;
+  private readonly co: number;
   private readonly owning: boolean;
   private dead = false;
   private died = false;
+  /** The context of this thread holding the lock (one view per record and thread). */
+  private heldCtx: WwAcquireCtx | null = null;
+  /** LOCK value of a context-less lock of this thread. */
+  private readonly threadValue: bigint;
 
   /** `ww_mutex_init`: a new unlocked mutex of `wwClass` (default: the reservation class). */
   constructor(wwClass: WwClass = reservationWwClass) {
@@ -248,8 +273,12 @@ export class WwMutex {
     this._slot = slot;
     this._gen = gen;
     this._b = d.tables.resv.base(slot);
-    this.li = (this._b + R_LOCK) >> 1;
-    this.ci = (this._b + R_CLAIM) >> 1;
+    const rv = recordViews(d.tables.resv, slot);
+    this._r32 = rv.i32;
+    this._r64 = rv.i64;
+    this.lo = (this._b + R_LOCK) >> 1;
+    this.co = (this._b + R_CLAIM) >> 1;
+    this.threadValue = threadValue(d.thread);
     this.owning = over === null || over.owning;
     if (this.owning) {
       views.set(slot, new WeakRef(this));
@@ -331,7 +360,7 @@ export class WwMutex {
 
   /** `ww_mutex_is_locked`: whether anybody holds it. May be stale by the time it is read. */
   isLocked(): boolean {
-    return Atomics.load(this._d.tables.resv.i64, this.li) !== 0n;
+    return Atomics.load(this._r32, this._b + R_LOCK_OWNER) !== 0;
   }
 
   /**
@@ -339,7 +368,7 @@ export class WwMutex {
    * of one thread holding context-free locks cannot be told apart).
    */
   isHeld(ctx?: WwAcquireCtx | null): boolean {
-    const owner = Atomics.load(this._d.tables.resv.i32, this._b + R_LOCK_OWNER);
+    const owner = Atomics.load(this._r32, this._b + R_LOCK_OWNER);
     if (owner === 0) return false;
     if (ctx !== undefined && ctx !== null) return owner === ctx._owner;
     return ownerThread(owner) === this._d.thread;
@@ -351,10 +380,16 @@ export class WwMutex {
       fail('EPERM', ctx ? 'ww-mutex not held by this context' : 'ww-mutex not held by this thread');
   }
 
+  /** The kernel's `ww_mutex.ctx`: same as {@link lockingCtx}. */
+  get ctx(): WwAcquireCtx | null {
+    return this.lockingCtx;
+  }
+
   /** The context holding the lock when one of this thread's contexts does, else null. */
   get lockingCtx(): WwAcquireCtx | null {
-    const owner = Atomics.load(this._d.tables.resv.i32, this._b + R_LOCK_OWNER);
-    return owner === 0 ? null : (holding.get(owner) ?? null);
+    const owner = Atomics.load(this._r32, this._b + R_LOCK_OWNER);
+    const ctx = this.heldCtx;
+    return ctx !== null && owner === ctx._owner ? ctx : null;
   }
 
   /**
@@ -372,7 +407,7 @@ export class WwMutex {
    * `ww_mutex_lock`: takes the lock, waiting if needed. Resolves 0 when locked, `-EDEADLK` when
    * `ctx` must back off (it holds other locks and met an older context), `-EALREADY` when `ctx`
    * holds it already. `ctx = null` takes it as a plain mutex (no deadlock detection, resolves 0).
-   * May sleep (async); does not allocate beyond its promise on the uncontended path.
+   * May sleep (async). The uncontended path is one CAS and allocates nothing.
    */
   lock(ctx: WwAcquireCtx | null): Promise<WwLockResult> {
     return this.lockCommon(ctx, false, undefined) as Promise<WwLockResult>;
@@ -393,9 +428,8 @@ export class WwMutex {
    * `ww_mutex_lock_slow`: after `-EDEADLK`, once every other lock of `ctx` is dropped, waits for
    * this lock; never fails. EINVAL if `ctx` still holds locks.
    */
-  async lockSlow(ctx: WwAcquireCtx): Promise<0> {
-    const r = await this.lockCommon(ctx, true, undefined);
-    return r as 0;
+  lockSlow(ctx: WwAcquireCtx): Promise<0> {
+    return this.lockCommon(ctx, true, undefined) as Promise<0>;
   }
 
   /** `ww_mutex_lock_slow_interruptible`: {@link lockSlow} that resolves `-EINTR` on abort. */
@@ -409,14 +443,14 @@ export class WwMutex {
    * run while it blocks; EPERM where the runtime forbids blocking.
    */
   lockSync(ctx: WwAcquireCtx | null): WwLockResult {
-    const a = this.begin(ctx, false, true);
-    return this.lockSyncLoop(a) as WwLockResult;
+    if (this.fastAcquire(ctx, false)) return 0;
+    return this.lockSyncLoop(this.begin(ctx, true)) as WwLockResult;
   }
 
   /** Blocking {@link lockSlow} for workers (see {@link lockSync} for what it refuses). */
   lockSlowSync(ctx: WwAcquireCtx): 0 {
-    const a = this.begin(ctx, true, true);
-    return this.lockSyncLoop(a) as 0;
+    if (this.fastAcquire(ctx, true)) return 0;
+    return this.lockSyncLoop(this.begin(ctx, true)) as 0;
   }
 
   /**
@@ -424,12 +458,14 @@ export class WwMutex {
    * otherwise — also when `ctx` (or the caller) already holds it. No deadlock detection.
    */
   trylock(ctx: WwAcquireCtx | null = null): boolean {
-    const a = this.begin(ctx, false, false);
-    const t = this._d.tables.resv;
-    const c = Atomics.load(t.i32, this._b + R_CLAIM_OWNER);
-    if (c !== 0 && c !== a.owner) return false;
-    if (Atomics.compareExchange(t.i64, this.li, 0n, a.value) !== 0n) return false;
-    this.acquired(a);
+    if (this.fastAcquire(ctx, false)) return true;
+    const v = Atomics.load(this._r64, this.lo);
+    // Held, or free behind a marker with somebody in line: no.
+    if (v === 0n || ownerOf(v) !== 0 || Atomics.load(this._r32, this._b + R_CLAIM_OWNER) !== 0)
+      return false;
+    const value = ctx === null ? this.threadValue : ctx._value;
+    if (Atomics.compareExchange(this._r64, this.lo, v, value) !== v) return false;
+    this.acquired(ctx, v === LOCK_DEAD);
     return true;
   }
 
@@ -438,56 +474,101 @@ export class WwMutex {
    * not hold it.
    */
   unlock(): void {
-    const t = this._d.tables.resv;
-    const owner = Atomics.load(t.i32, this._b + R_LOCK_OWNER);
+    this.check();
+    const owner = Atomics.load(this._r32, this._b + R_LOCK_OWNER);
     if (owner === 0) fail('EPERM', 'unlock of an unlocked ww-mutex');
     if (ownerThread(owner) !== this._d.thread)
       fail('EPERM', 'unlock of a ww-mutex held by another thread');
-    const ctx = holding.get(owner);
-    if (ctx !== undefined && --ctx._acquired === 0) holding.delete(owner);
+    this._release(owner);
+  }
+
+  /**
+   * Releases a lock the caller checked this thread holds as `owner`. The next owner is whoever
+   * takes it — or, when a waiter has claimed it, that waiter: the lock is left free behind the
+   * HANDOFF marker, which only the claimant may take. @internal
+   */
+  _release(owner: number): void {
+    const ctx = this.heldCtx;
+    if (ctx !== null && ctx._owner === owner) {
+      ctx._acquired--;
+      this.heldCtx = null;
+    }
     this.died = false;
     // Only the holder (this thread) changes a held lock word; the exit hook only frees words of
     // dead threads.
-    Atomics.store(t.i64, this.li, 0n);
-    wakeAll(t, this._b);
+    const claimed = Atomics.load(this._r32, this._b + R_CLAIM_OWNER) !== 0;
+    Atomics.store(this._r64, this.lo, claimed ? LOCK_HANDOFF : 0n);
+    wakeRecord(this._r32, this._b);
   }
 
   // ---- internals -----------------------------------------------------------------------------
 
-  private begin(ctx: WwAcquireCtx | null, slow: boolean, sync: boolean): Attempt {
-    this.check();
-    if (ctx === null || ctx === undefined) {
-      if (slow) fail('EINVAL', 'lockSlow needs an acquire context');
-      const owner = newOwner(this._d);
-      return {
-        ctx: null,
-        owner,
-        stamp: 0,
-        value: BigInt(owner),
-        sync,
-        lost: 0,
-        claimed: false,
-      };
-    }
+  /** Checks `ctx` for a lock call (EINVAL when it cannot lock now). */
+  private checkCtx(ctx: WwAcquireCtx, slow: boolean): void {
     if (!(ctx instanceof WwAcquireCtx)) fail('EINVAL', 'not a WwAcquireCtx');
     if (ctx._state !== CTX_ACQUIRE)
       fail(
         'EINVAL',
         ctx._state === CTX_DONE ? 'lock after WwAcquireCtx.done()' : 'lock after fini()',
       );
-    if (ctx.wwClass.name !== this.wwClass.name)
+    if (ctx.wwClass !== this.wwClass && ctx.wwClass.name !== this.wwClass.name)
       fail('EINVAL', `context of class ${ctx.wwClass.name} on a lock of ${this.wwClass.name}`);
     if (slow && ctx._acquired > 0)
       fail('EINVAL', 'lockSlow while the context still holds locks: drop them first');
+  }
+
+  /** The uncontended path: checks the arguments, then one CAS from free. */
+  private fastAcquire(ctx: WwAcquireCtx | null, slow: boolean): boolean {
+    this.check();
+    let value: bigint;
+    if (ctx === null || ctx === undefined) {
+      if (slow) fail('EINVAL', 'lockSlow needs an acquire context');
+      value = this.threadValue;
+    } else {
+      this.checkCtx(ctx, slow);
+      value = ctx._value;
+    }
+    if (Atomics.compareExchange(this._r64, this.lo, 0n, value) !== 0n) return false;
+    this.acquired(ctx ?? null, false);
+    return true;
+  }
+
+  /** The state of a locking attempt past the fast path (arguments already checked). */
+  private begin(ctx: WwAcquireCtx | null, sync: boolean): Attempt {
+    if (ctx === null || ctx === undefined) {
+      return {
+        ctx: null,
+        owner: this._d.thread << OWNER_THREAD_SHIFT,
+        stamp: 0,
+        value: this.threadValue,
+        age: 0,
+        claimValue: 0n,
+        sync,
+        lost: 0,
+        claimed: false,
+      };
+    }
     return {
       ctx,
       owner: ctx._owner,
       stamp: ctx._stamp32,
       value: ctx._value,
+      age: ctx._stamp32,
+      claimValue: ctx._value,
       sync,
       lost: 0,
       claimed: false,
     };
+  }
+
+  /** Gives a context-less attempt its place in line, when it starts waiting. */
+  private enqueue(a: Attempt): void {
+    if (a.ctx !== null || a.age !== 0) return;
+    let ticket: number;
+    do ticket = Number(BigInt.asIntN(32, this._d.allocStamp()));
+    while (ticket === 0);
+    a.age = ticket;
+    a.claimValue = lockValue(a.owner | CLAIM_NO_CTX, ticket);
   }
 
   private lockCommon(
@@ -497,16 +578,13 @@ export class WwMutex {
   ): Promise<WwLockInterruptibleResult> {
     let a: Attempt;
     try {
-      a = this.begin(ctx, slow, false);
+      if (this.fastAcquire(ctx, slow)) return RESOLVED_0;
+      a = this.begin(ctx, false);
     } catch (e) {
       return Promise.reject(e);
     }
     const r = this.attempt(a);
-    if (r === 0) return RESOLVED_0;
-    if (r !== WAIT) {
-      this.dropClaim(a);
-      return Promise.resolve(r as WwLockInterruptibleResult);
-    }
+    if (r !== WAIT) return r === 0 ? RESOLVED_0 : Promise.resolve(r as WwLockInterruptibleResult);
     return this.lockAsyncLoop(a, signal);
   }
 
@@ -514,17 +592,18 @@ export class WwMutex {
     a: Attempt,
     signal: AbortSignal | undefined,
   ): Promise<WwLockInterruptibleResult> {
-    const t = this._d.tables.resv;
-    const si = this._b + R_SEQ;
-    Atomics.add(t.i32, this._b + R_WAITERS, 1);
+    const r32 = this._r32;
+    const b = this._b;
+    this.enqueue(a);
+    Atomics.add(r32, b + R_WAITERS, 1);
     try {
       for (;;) {
         // Counted in WAITERS before reading SEQ: any change after this read bumps SEQ.
-        const seq = Atomics.load(t.i32, si);
+        const seq = Atomics.load(r32, b + R_SEQ);
         const r = this.attempt(a);
         if (r !== WAIT) return r as WwLockInterruptibleResult;
         try {
-          await waitWhileEqualsAsync(t.i32, si, seq, Infinity, { signal });
+          await waitWhileEqualsAsync(r32, b + R_SEQ, seq, Infinity, { signal });
         } catch (e) {
           if (e instanceof DmaBufError && e.code === 'ERESTARTSYS') return EINTR;
           throw e;
@@ -533,33 +612,39 @@ export class WwMutex {
       }
     } finally {
       this.dropClaim(a);
-      Atomics.sub(t.i32, this._b + R_WAITERS, 1);
+      Atomics.sub(r32, b + R_WAITERS, 1);
     }
   }
 
   private lockSyncLoop(a: Attempt): number {
     const r = this.attempt(a);
     if (r !== WAIT) return r;
-    const t = this._d.tables.resv;
-    const si = this._b + R_SEQ;
-    Atomics.add(t.i32, this._b + R_WAITERS, 1);
+    const r32 = this._r32;
+    const b = this._b;
+    this.enqueue(a);
+    Atomics.add(r32, b + R_WAITERS, 1);
     try {
       for (;;) {
-        const seq = Atomics.load(t.i32, si);
+        const seq = Atomics.load(r32, b + R_SEQ);
         const r = this.attempt(a);
         if (r !== WAIT) return r;
-        waitWhileEqualsSync(t.i32, si, seq, Infinity);
+        waitWhileEqualsSync(r32, b + R_SEQ, seq, Infinity);
         a.lost++;
       }
     } finally {
       this.dropClaim(a);
-      Atomics.sub(t.i32, this._b + R_WAITERS, 1);
+      Atomics.sub(r32, b + R_WAITERS, 1);
     }
   }
 
-  /** Whether `a` must die rather than wait behind a holder or claimant of stamp `stamp`. */
+  /** Whether `a` must die rather than wait behind a context with stamp `stamp` (0: none). */
   private mustDie(a: Attempt, stamp: number): boolean {
     return a.ctx !== null && a.ctx._acquired > 0 && stamp !== 0 && younger(a.stamp, stamp);
+  }
+
+  /** The context stamp of claim `c`, 0 when it was made without context. */
+  private static claimStamp(c: bigint): number {
+    return (ownerOf(c) & CLAIM_NO_CTX) !== 0 ? 0 : stampOf(c);
   }
 
   /**
@@ -567,32 +652,38 @@ export class WwMutex {
    * change (WAIT). Never blocks.
    */
   private attempt(a: Attempt): number {
-    const t = this._d.tables.resv;
-    const { i64 } = t;
+    const i64 = this._r64;
     const me = this._d.thread;
     for (;;) {
-      const v = Atomics.load(i64, this.li);
-      if (v === 0n) {
-        const c = Atomics.load(i64, this.ci);
-        // A claimant other than us goes first, unless we would block our own thread for it.
-        if (c !== 0n && c !== a.value && !(a.sync && ownerThread(ownerOf(c)) === me)) {
-          if (this.mustDie(a, stampOf(c))) return EDEADLK;
-          if (a.lost > 0) this.claim(a);
-          const c2 = Atomics.load(i64, this.ci);
-          if (c2 === a.value || c2 === 0n) continue;
-          return WAIT;
+      const v = Atomics.load(i64, this.lo);
+      const owner = ownerOf(v);
+      if (owner === 0) {
+        // Free: plain, or behind a marker (HANDOFF, DEAD) that reserves it for a claimant.
+        if (v !== 0n) {
+          const c = Atomics.load(i64, this.co);
+          // Another claimant goes first, unless we would block our own thread for it.
+          if (
+            c !== 0n &&
+            c !== a.claimValue &&
+            !(a.sync && ownerThread(ownerOf(c) & ~CLAIM_NO_CTX) === me)
+          ) {
+            if (this.mustDie(a, WwMutex.claimStamp(c))) return EDEADLK;
+            if (a.lost > 0) this.claim(a);
+            if (Atomics.load(i64, this.co) !== c) continue;
+            return WAIT;
+          }
         }
-        if (Atomics.compareExchange(i64, this.li, 0n, a.value) === 0n) {
-          this.acquired(a);
+        if (Atomics.compareExchange(i64, this.lo, v, a.value) === v) {
+          if (a.claimed) this.dropClaim(a);
+          this.acquired(a.ctx, v === LOCK_DEAD);
           return 0;
         }
         continue;
       }
-      const owner = ownerOf(v);
       if (a.ctx !== null && owner === a.owner) return EALREADY;
       if (this.mustDie(a, stampOf(v))) return EDEADLK;
-      const c = Atomics.load(i64, this.ci);
-      if (c !== 0n && c !== a.value && this.mustDie(a, stampOf(c))) return EDEADLK;
+      const c = Atomics.load(i64, this.co);
+      if (c !== 0n && c !== a.claimValue && this.mustDie(a, WwMutex.claimStamp(c))) return EDEADLK;
       if (a.sync && ownerThread(owner) === me) {
         throw new DmaBufError(
           'EDEADLK',
@@ -604,42 +695,35 @@ export class WwMutex {
     }
   }
 
-  /** Claims the lock for `a` if nobody has, or takes over a younger context's claim. */
+  /** Claims the lock for `a` if nobody has, or takes a younger waiter's claim over. */
   private claim(a: Attempt): void {
-    const t = this._d.tables.resv;
+    const i64 = this._r64;
     for (;;) {
-      const c = Atomics.load(t.i64, this.ci);
-      if (c === a.value) return;
-      if (c !== 0n) {
-        const cs = stampOf(c);
-        if (a.stamp === 0 || cs === 0 || !younger(cs, a.stamp)) return;
-      }
-      if (Atomics.compareExchange(t.i64, this.ci, c, a.value) === c) {
+      const c = Atomics.load(i64, this.co);
+      if (c === a.claimValue) return;
+      if (c !== 0n && !younger(stampOf(c), a.age)) return;
+      if (Atomics.compareExchange(i64, this.co, c, a.claimValue) === c) {
         a.claimed = true;
-        if (c !== 0n) wakeAll(t, this._b); // lockers barred by the old claim re-check
+        wakeRecord(this._r32, this._b); // waiters re-check against the new claimant
         return;
       }
     }
   }
 
+  /** Gives up `a`'s claim (if it still has it); a HANDOFF marker left for it is lifted. */
   private dropClaim(a: Attempt): void {
     if (!a.claimed) return;
     a.claimed = false;
-    const t = this._d.tables.resv;
-    if (Atomics.compareExchange(t.i64, this.ci, a.value, 0n) === a.value) wakeAll(t, this._b);
+    const i64 = this._r64;
+    if (Atomics.compareExchange(i64, this.co, a.claimValue, 0n) !== a.claimValue) return;
+    if (Atomics.load(i64, this.co) === 0n) Atomics.compareExchange(i64, this.lo, LOCK_HANDOFF, 0n);
+    wakeRecord(this._r32, this._b);
   }
 
-  /** Bookkeeping after `a` took the lock. */
-  private acquired(a: Attempt): void {
-    this.dropClaim(a);
-    const t = this._d.tables.resv;
-    // Lockers barred by a pending claim wait for the lock to be taken: tell them.
-    if (Atomics.load(t.i32, this._b + R_CLAIM_OWNER) !== 0) wakeAll(t, this._b);
-    const fi = this._b + R_FLAGS;
-    this.died =
-      (Atomics.load(t.i32, fi) & FLAG_OWNER_DIED) !== 0 &&
-      (Atomics.and(t.i32, fi, ~FLAG_OWNER_DIED) & FLAG_OWNER_DIED) !== 0;
-    const ctx = a.ctx;
-    if (ctx !== null && ctx._acquired++ === 0) holding.set(a.owner, ctx);
+  /** Bookkeeping after this thread took the lock for `ctx` (`died`: from a dead holder). */
+  private acquired(ctx: WwAcquireCtx | null, died: boolean): void {
+    this.died = died;
+    this.heldCtx = ctx;
+    if (ctx !== null) ctx._acquired++;
   }
 }
