@@ -2,12 +2,15 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { DmaBufError } from '../errors.js';
 import { DmaFence, type DmaFenceOps } from '../fence/fence.js';
+import { DmaResv } from '../resv/resv.js';
+import { WwAcquireCtx } from '../resv/ww-mutex.js';
 import {
   acquired,
   assertNotHeld,
   beginSignalling,
   endSignalling,
   inSignallingSection,
+  lockdepTask,
   mightAlloc,
   mightLock,
   released,
@@ -73,15 +76,15 @@ describe('lockdep-lite', () => {
   it('lock order inversions without a ctx are reported before they deadlock', () => {
     const A = {};
     const B = {};
-    mightLock(A, false);
-    acquired(A);
-    mightLock(B, false);
-    acquired(B);
+    mightLock(A, false, 'lock', true);
+    acquired(A, false, true);
+    mightLock(B, false, 'lock', true);
+    acquired(B, false, true);
     released(B);
     released(A);
-    mightLock(B, false);
-    acquired(B);
-    assert.throws(() => mightLock(A, false), isDeadlk);
+    mightLock(B, false, 'lock', true);
+    acquired(B, false, true);
+    assert.throws(() => mightLock(A, false, 'lock', true), isDeadlk);
     released(B);
   });
 
@@ -115,5 +118,100 @@ describe('lockdep-lite', () => {
     assert.equal(f.waitTimeoutSync(1), 0);
     mightAlloc('x');
     endSignalling(c);
+  });
+});
+
+describe('lockdep-lite on reservation locks', () => {
+  let prev = false;
+  beforeEach(() => {
+    prev = setDebug(true);
+    resetLockdep();
+  });
+  afterEach(() => {
+    setDebug(prev);
+    resetLockdep();
+  });
+
+  it('an AB-BA order between two reservation objects without a ctx is reported (tasks)', async () => {
+    const a = new DmaResv();
+    const b = new DmaResv();
+    await lockdepTask(async () => {
+      await a.lock(null);
+      await b.lock(null);
+      b.unlock();
+      a.unlock();
+    });
+    await lockdepTask(async () => {
+      await b.lock(null);
+      await assert.rejects(a.lock(null), isDeadlk);
+      b.unlock();
+    });
+    assert.equal(a.isLocked(), false, 'the refused lock was not taken');
+    a.fini();
+    b.fini();
+  });
+
+  it('the same inversion with blocking locks is reported (the thread is the task)', () => {
+    const a = new DmaResv();
+    const b = new DmaResv();
+    a.lockSync(null);
+    b.lockSync(null);
+    b.unlock();
+    a.unlock();
+    b.lockSync(null);
+    assert.throws(() => a.lockSync(null), isDeadlk);
+    b.unlock();
+    a.fini();
+    b.fini();
+  });
+
+  it('two interleaved tasks each holding one lock are not an inversion', async () => {
+    const a = new DmaResv();
+    const b = new DmaResv();
+    const t1 = lockdepTask(async () => {
+      await a.lock(null);
+      await new Promise((r) => setTimeout(r, 5));
+      a.unlock();
+    });
+    const t2 = lockdepTask(async () => {
+      await b.lock(null);
+      await new Promise((r) => setTimeout(r, 5));
+      b.unlock();
+    });
+    await Promise.all([t1, t2]);
+    await lockdepTask(async () => {
+      await b.lock(null);
+      await a.lock(null);
+      a.unlock();
+      b.unlock();
+    });
+    a.fini();
+    b.fini();
+  });
+
+  it('the same order under an acquire context is fine (wait-die handles it)', async () => {
+    const a = new DmaResv();
+    const b = new DmaResv();
+    const ctx = new WwAcquireCtx();
+    assert.equal(await a.lock(ctx), 0);
+    assert.equal(await b.lock(ctx), 0);
+    b.unlock();
+    a.unlock();
+    assert.equal(await b.lock(ctx), 0);
+    assert.equal(await a.lock(ctx), 0);
+    a.unlock();
+    b.unlock();
+    ctx.fini();
+    a.fini();
+    b.fini();
+  });
+
+  it('taking a reservation lock inside a signalling section is reported', async () => {
+    const a = new DmaResv();
+    const c = beginSignalling();
+    await assert.rejects(a.lock(null), isDeadlk);
+    assert.throws(() => a.lockSync(null), isDeadlk);
+    endSignalling(c);
+    a.fini();
   });
 });

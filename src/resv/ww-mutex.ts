@@ -50,6 +50,11 @@
  * Layout of the shared record: `_record.ts`.
  */
 
+import {
+  acquired as lockdepAcquired,
+  released as lockdepReleased,
+  mightLock,
+} from '../debug/lockdep.js';
 import { SlotMap } from '../domain/_slotmap.js';
 import { waitWhileEqualsAsync, waitWhileEqualsSync } from '../domain/_wait.js';
 import { Domain } from '../domain/domain.js';
@@ -253,6 +258,8 @@ export class WwMutex {
   private readonly owning: boolean;
   private dead = false;
   private died = false;
+  /** The acquisition under way is a blocking one (lockdep-lite: the thread is the task). */
+  private blocking = false;
   /** The context of this thread holding the lock (one view per record and thread). */
   private heldCtx: WwAcquireCtx | null = null;
   /** LOCK value of a context-less lock of this thread. */
@@ -443,12 +450,16 @@ export class WwMutex {
    * run while it blocks; EPERM where the runtime forbids blocking.
    */
   lockSync(ctx: WwAcquireCtx | null): WwLockResult {
+    mightLock(this, ctx !== null, 'WwMutex#lockSync', true);
+    this.blocking = true;
     if (this.fastAcquire(ctx, false)) return 0;
     return this.lockSyncLoop(this.begin(ctx, true)) as WwLockResult;
   }
 
   /** Blocking {@link lockSlow} for workers (see {@link lockSync} for what it refuses). */
   lockSlowSync(ctx: WwAcquireCtx): 0 {
+    mightLock(this, true, 'WwMutex#lockSlowSync', true);
+    this.blocking = true;
     if (this.fastAcquire(ctx, true)) return 0;
     return this.lockSyncLoop(this.begin(ctx, true)) as 0;
   }
@@ -458,6 +469,7 @@ export class WwMutex {
    * otherwise — also when `ctx` (or the caller) already holds it. No deadlock detection.
    */
   trylock(ctx: WwAcquireCtx | null = null): boolean {
+    this.blocking = false;
     if (this.fastAcquire(ctx, false)) return true;
     const v = Atomics.load(this._r64, this.lo);
     // Held, or free behind a marker with somebody in line: no.
@@ -488,6 +500,7 @@ export class WwMutex {
    * HANDOFF marker, which only the claimant may take. @internal
    */
   _release(owner: number): void {
+    lockdepReleased(this);
     const ctx = this.heldCtx;
     if (ctx !== null && ctx._owner === owner) {
       ctx._acquired--;
@@ -578,6 +591,8 @@ export class WwMutex {
   ): Promise<WwLockInterruptibleResult> {
     let a: Attempt;
     try {
+      mightLock(this, ctx !== null, 'WwMutex#lock');
+      this.blocking = false;
       if (this.fastAcquire(ctx, slow)) return RESOLVED_0;
       a = this.begin(ctx, false);
     } catch (e) {
@@ -722,6 +737,8 @@ export class WwMutex {
 
   /** Bookkeeping after this thread took the lock for `ctx` (`died`: from a dead holder). */
   private acquired(ctx: WwAcquireCtx | null, died: boolean): void {
+    lockdepAcquired(this, ctx !== null, this.blocking);
+    this.blocking = false;
     this.died = died;
     this.heldCtx = ctx;
     if (ctx !== null) ctx._acquired++;
