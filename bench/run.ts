@@ -13,6 +13,7 @@ import { bufferShare } from './buffer-share.js';
 import { fenceSignal } from './fence-signal.js';
 import { fenceWake } from './fence-wake.js';
 import { pipelineBenches } from './pipeline.js';
+import { resvContended } from './resv.bench.js';
 import { resvLock } from './resv-lock.js';
 
 /** Every bench, in the order they run. */
@@ -20,6 +21,7 @@ export const BENCHES: readonly Bench[] = [
   fenceWake,
   fenceSignal,
   resvLock,
+  resvContended,
   bufferShare,
   bufBench,
   ...pipelineBenches,
