@@ -71,7 +71,7 @@ export interface Context {
   kind: string;
   /** The cell says *internal*: its names are private and need only occur in the sources. */
   internal: boolean;
-  /** The class that a leading `#member` refers to (the bullets of "Names this map had to invent"). */
+  /** The class a leading `#member` belongs to (the bullets of "Names this map had to invent"). */
   owner?: string;
 }
 

@@ -413,7 +413,8 @@ function splitRow(line: string): string[] {
   return cells;
 }
 
-/** The contents of the code spans of a Markdown fragment. */
+/** The contents of the code spans of a Markdown fragment (fenced code blocks are skipped). */
 export function codeSpans(md: string): string[] {
-  return [...md.matchAll(/`([^`]+)`/g)].map((m) => m[1]);
+  const prose = md.replace(/^```[^\n]*\n[\s\S]*?^```[^\n]*$/gm, '');
+  return [...prose.matchAll(/`([^`\n]+)`/g)].map((m) => m[1]);
 }

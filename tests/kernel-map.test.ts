@@ -14,10 +14,16 @@
  * - Bare names are exports of `src/index.ts` or `src/testing/index.ts` (values or types);
  *   diagnostics channels (`dmabuf:…`) are values of `CHANNELS`; paths are files of the repository.
  * - A cell marked *internal* names something private: its names must occur in the sources.
+ *   Names after *planned* must not exist yet: when one lands, the row has to map it.
+ * - Names must be public: a member declared `private` or marked `@internal` is not a dmabuf name.
+ * - Lower-case bare names in struct member rows (`len`, `flags`) are parameter or field names;
+ *   literal values, errno codes and snake_case kernel names in code spans are not checked.
  * - A row without an equivalent (`—`) says why, and every reason tag it cites is defined.
  * - The constant tables of "uAPI numbers" give exported constants with their real values.
  * - The dma-buf.c table covers every symbol of the seed (drivers/dma-buf/dma-buf.c), and every
- *   `EXPORT_SYMBOL*` there is a row of kind `export` with its namespace.
+ *   `EXPORT_SYMBOL*` there is a row of kind `export` with its namespace. The seed's symbols are
+ *   carried below; where the seed itself is at hand ($DMABUF_KERNEL_SEED, or the project's
+ *   shared/reference folder) the test checks that the carried list is still the seed's.
  */
 
 import assert from 'node:assert/strict';
