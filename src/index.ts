@@ -3,6 +3,8 @@
  *
  * Buffers shared without copies between worker threads, with dma-fences, reservation objects,
  * sync files and heaps, following the kernel's contracts. See README.md and docs/.
+ *
+ * @module dmabuf
  */
 
 export { DmaBufAttachment, DmaBufMapping } from './buf/attachment.js';
@@ -29,7 +31,7 @@ export * from './buf/uapi.js';
 export { nowNs } from './clock.js';
 export type { WaitPolicy } from './domain/_wait.js';
 export { getWaitPolicy, setWaitPolicy } from './domain/_wait.js';
-export type { DomainDescriptor } from './domain/domain.js';
+export type { DomainDescriptor, ThreadExitHook } from './domain/domain.js';
 export { Domain, MAX_THREADS, onThreadExit } from './domain/domain.js';
 export type { ErrnoCode, SerializedError } from './errors.js';
 export { codeOf, DmaBufError, deserializeError, ERRNO, serializeError } from './errors.js';

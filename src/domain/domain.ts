@@ -95,9 +95,13 @@ export class Domain {
   readonly id: number;
   /** This thread's index in the domain (1..255). */
   readonly thread: number;
+  /** @internal The control block (header words and the thread table). */
   readonly control: Int32Array;
+  /** @internal The control block's 64-bit counters. */
   readonly control64: BigInt64Array;
+  /** @internal The shared string table (names of fences, buffers, timelines). */
   readonly strings: StringTable;
+  /** @internal The shared slot tables, one per kind of object. */
   readonly tables: Record<TableName, SlotTable>;
   private readonly controlSab: SharedArrayBuffer;
 
@@ -171,29 +175,38 @@ export class Domain {
     current = d;
   }
 
-  /** Whether an object or descriptor claiming domain id `id` belongs to this domain. EXDEV if not. */
+  /**
+   * Whether an object or descriptor claiming domain id `id` belongs to this domain. EXDEV if not.
+   * @internal
+   */
   checkId(id: unknown): void {
     if (id !== this.id) throw new DmaBufError('EXDEV', 'object belongs to another dmabuf domain');
   }
 
   // ---- counters ----------------------------------------------------------------------------------
 
-  /** Reserves `n` consecutive fence contexts and returns the first (never 0, never reused). */
+  /**
+   * Reserves `n` consecutive fence contexts and returns the first (never 0, never reused).
+   * @internal
+   */
   allocContexts(n: number): number {
     return Number(Atomics.add(this.control64, C_NEXT_CONTEXT, BigInt(n)));
   }
 
-  /** A new unique, monotonic inode number for a buffer. */
+  /** @internal A new unique, monotonic inode number for a buffer. */
   allocInode(): number {
     return Number(Atomics.add(this.control64, C_NEXT_INODE, 1n));
   }
 
-  /** A new acquire-context stamp (wait-die age: smaller is older). */
+  /** @internal A new acquire-context stamp (wait-die age: smaller is older). */
   allocStamp(): bigint {
     return Atomics.add(this.control64, C_NEXT_STAMP, 1n);
   }
 
-  /** A new domain-unique 31-bit token (lock owners). Wraps after 2^31 tokens, skipping 0. */
+  /**
+   * A new domain-unique 31-bit token (lock owners). Wraps after 2^31 tokens, skipping 0.
+   * @internal
+   */
   allocToken(): number {
     for (;;) {
       const t = Number(Atomics.add(this.control64, C_NEXT_TOKEN, 1n) & 0x7fff_ffffn);
@@ -203,16 +216,18 @@ export class Domain {
 
   // ---- threads -----------------------------------------------------------------------------------
 
+  /** @internal The state word of thread `t` (free, alive, exiting). */
   threadState(t: number): number {
     if (!Number.isInteger(t) || t < 1 || t >= MAX_THREADS) return THREAD_FREE;
     return Atomics.load(this.control, C_THREADS + 4 * t);
   }
 
+  /** @internal Whether thread `t` of the domain is alive. */
   isThreadAlive(t: number): boolean {
     return this.threadState(t) === THREAD_ALIVE;
   }
 
-  /** Reserves a thread index for a worker about to start. */
+  /** @internal Reserves a thread index for a worker about to start. */
   allocThread(): number {
     for (let t = 2; t < MAX_THREADS; t++) {
       const w = C_THREADS + 4 * t;
@@ -224,7 +239,7 @@ export class Domain {
     return fail('EAGAIN', `a domain holds at most ${MAX_THREADS - 1} threads`);
   }
 
-  /** The descriptor a new thread `t` joins with. */
+  /** @internal The descriptor a new thread `t` joins with. */
   descriptor(t: number): DomainDescriptor {
     const tables = {} as Record<TableName, SharedArrayBuffer>;
     for (const name of Object.keys(TABLES) as TableName[]) tables[name] = this.tables[name].sab;

@@ -172,6 +172,10 @@ export class DmaFenceCb {
 /** How a fence travels to another thread of the domain (structured-cloneable). */
 export type FenceDescriptor = LeafDescriptor | { t: string; d: number; [k: string]: unknown };
 
+/**
+ * The descriptor of a plain fence: its wire format, read only by {@link DmaFence.fromShared}.
+ * @internal
+ */
 export interface LeafDescriptor {
   t: 'fence';
   /** Domain id. */

@@ -8,6 +8,8 @@
  * const done = tl.createFence(1);   // a SyncFile
  * tl.inc();                          // signals it
  * ```
+ *
+ * @module dmabuf/testing
  */
 
 export * from './mock-exporter.js';
