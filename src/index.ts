@@ -29,6 +29,14 @@ export type {
 export { registerSharedExporter } from './buf/ops.js';
 export * from './buf/uapi.js';
 export { nowNs } from './clock.js';
+export {
+  beginSignalling,
+  endSignalling,
+  inSignallingSection,
+  isDebug,
+  lockdepTask,
+  setDebug,
+} from './debug/lockdep.js';
 export type { WaitPolicy } from './domain/_wait.js';
 export { getWaitPolicy, setWaitPolicy } from './domain/_wait.js';
 export type { DomainDescriptor, ThreadExitHook } from './domain/domain.js';
