@@ -46,6 +46,12 @@ export const CHANNELS = {
   bufDetach: 'dmabuf:buf:detach',
   /** A sw_sync timeline advanced: `{ name, value }` (sync_trace.h's sync_timeline). */
   swSyncTimeline: 'dmabuf:sw-sync:timeline',
+  /**
+   * Something went wrong where the kernel would WARN (a contract broken by a caller or an
+   * exporter, a cleanup step that failed): `{ message, error? }`. dmabuf never logs by itself;
+   * subscribe here to see these.
+   */
+  warning: 'dmabuf:warning',
   /** A reservation lock holder died and the lock was recovered: `{ resv, thread }`. */
   resvOwnerDied: 'dmabuf:resv:owner-died',
 } as const;
@@ -62,4 +68,10 @@ export const channels: { readonly [K in ChannelKey]: diagnosticsChannel.Channel 
 export function trace(key: ChannelKey, make: () => object): void {
   const ch = channels[key];
   if (ch.hasSubscribers) ch.publish(make());
+}
+
+/** The kernel's WARN: publishes `{ message, error }` on `dmabuf:warning` when subscribed. */
+export function warn(message: string, error?: unknown): void {
+  const ch = channels.warning;
+  if (ch.hasSubscribers) ch.publish(error === undefined ? { message } : { message, error });
 }

@@ -24,6 +24,7 @@ import { fail } from '../errors.js';
 import type { DmaFenceCb } from '../fence/fence.js';
 import { KIND_RESV, recordCheck, recordGet, recordPut } from '../resv/_record.js';
 import { DmaResv } from '../resv/resv.js';
+import { warn } from '../trace.js';
 import {
   B_ATT_COUNT,
   B_BFLAGS,
@@ -309,7 +310,7 @@ export function refPut(core: BufCore): void {
   if (old === 1) startRelease(core);
   else if (old <= 0) {
     Atomics.add(core.i32, core.b + B_REFS, 1);
-    process.emitWarning('dmabuf: buffer reference count underflow (put without a reference)');
+    warn('dmabuf: buffer reference count underflow (put without a reference)');
   }
 }
 
@@ -414,23 +415,23 @@ export function runRelease(core: BufCore, withExporter: boolean): void {
   if (core.released) return;
   const i32 = core.i32;
   if (Atomics.load(i32, core.b + B_VMAP_COUNT) !== 0)
-    process.emitWarning('dmabuf: buffer released while vmapped (BUG_ON(vmapping_counter))');
+    warn('dmabuf: buffer released while vmapped (BUG_ON(vmapping_counter))');
   if (Atomics.load(i32, core.b + B_POLL_IN) !== 0 || Atomics.load(i32, core.b + B_POLL_OUT) !== 0)
-    process.emitWarning('dmabuf: buffer released with an armed poll callback');
+    warn('dmabuf: buffer released with an armed poll callback');
   const ops = withExporter ? core.ops : null;
   let r: unknown;
   if (ops !== null) {
     try {
       r = ops.release(core.borrowed);
     } catch (e) {
-      process.emitWarning(`dmabuf: exporter release threw: ${String(e)}`);
+      warn(`dmabuf: exporter release threw: ${String(e)}`);
     }
   }
   if (r instanceof Promise) {
     r.then(
       () => finishRelease(core),
       (e) => {
-        process.emitWarning(`dmabuf: exporter release failed: ${String(e)}`);
+        warn(`dmabuf: exporter release failed: ${String(e)}`);
         finishRelease(core);
       },
     );
@@ -449,16 +450,16 @@ function finishRelease(core: BufCore): void {
   try {
     if (core.embeddedResv) core.resv.fini();
   } catch (e) {
-    process.emitWarning(`dmabuf: reservation fini failed: ${String(e)}`);
+    warn(`dmabuf: reservation fini failed: ${String(e)}`);
   }
   resvUnref(d, i32[core.b + B_RESV_SLOT]!);
   if (Atomics.load(i32, core.b + B_ATT_COUNT) !== 0)
-    process.emitWarning('dmabuf: buffer released with attachments still attached');
+    warn('dmabuf: buffer released with attachments still attached');
   if (core.exported) {
     try {
       core.owner?.put?.();
     } catch (e) {
-      process.emitWarning(`dmabuf: owner put failed: ${String(e)}`);
+      warn(`dmabuf: owner put failed: ${String(e)}`);
     }
   }
   core.released = true;

@@ -24,6 +24,7 @@ import {
   type SerializedError,
   serializeError,
 } from '../errors.js';
+import { warn } from '../trace.js';
 
 /** A handler runs in the receiving thread; `from` is the calling thread. */
 export type RpcHandler = (args: any, from: number) => unknown;
@@ -112,7 +113,7 @@ function onMessage(d: Domain, msg: Req | Res): void {
     },
     (e) => {
       if (!msg.oneway) post(d, msg.from, { k: 1, id: msg.id, ok: false, e: serializeError(e) });
-      else process.emitWarning(`dmabuf: forwarded ${msg.op} failed: ${String(e)}`);
+      else warn(`dmabuf: forwarded ${msg.op} failed: ${String(e)}`);
     },
   );
 }
@@ -189,7 +190,7 @@ export function rpcSend(d: Domain, target: number, op: string, args: unknown): v
     queueMicrotask(() => {
       Promise.resolve()
         .then(() => h(args, d.thread))
-        .catch((e) => process.emitWarning(`dmabuf: ${op} failed: ${String(e)}`));
+        .catch((e) => warn(`dmabuf: ${op} failed: ${String(e)}`));
     });
     return;
   }

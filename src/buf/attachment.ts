@@ -30,7 +30,7 @@ import { waitWhileEqualsAsync } from '../domain/_wait.js';
 import { Domain } from '../domain/domain.js';
 import { DmaBufError, describe, fail } from '../errors.js';
 import { DmaResvUsage } from '../resv/resv.js';
-import { trace } from '../trace.js';
+import { trace, warn } from '../trace.js';
 import {
   type BufCore,
   bufKey,
@@ -250,7 +250,7 @@ export class DmaBufAttachment {
       try {
         await exporterUnmap(core, this, token, direction, pinOnMap);
       } catch (e2) {
-        process.emitWarning(`dmabuf: unmap while unwinding a failed map: ${String(e2)}`);
+        warn(`dmabuf: unmap while unwinding a failed map: ${String(e2)}`);
       }
       throw e;
     };
@@ -450,7 +450,7 @@ async function localMap(
     } catch (e) {
       if (e instanceof DmaBufError && e.code === 'EBUSY' && !warnedPinBusy) {
         warnedPinBusy = true;
-        process.emitWarning('dmabuf: exporter refused to pin a buffer with attachments (EBUSY)');
+        warn('dmabuf: exporter refused to pin a buffer with attachments (EBUSY)');
       }
       throw e;
     }
@@ -613,7 +613,7 @@ function callInvalidate(att: DmaBufAttachment): void {
   try {
     att.importerOps?.invalidateMappings?.(att);
   } catch (e) {
-    process.emitWarning(`dmabuf: invalidateMappings threw: ${String(e)}`);
+    warn(`dmabuf: invalidateMappings threw: ${String(e)}`);
   }
 }
 
@@ -630,7 +630,7 @@ async function reapExporterSide(core: BufCore, p: DmaBufAttachment): Promise<voi
     try {
       await localUnmap(core, p, m.table, m.dir, m.pin);
     } catch (e) {
-      process.emitWarning(`dmabuf: unmap for an exited importer failed: ${String(e)}`);
+      warn(`dmabuf: unmap for an exited importer failed: ${String(e)}`);
     }
     tracked++;
   }
@@ -644,7 +644,7 @@ async function reapExporterSide(core: BufCore, p: DmaBufAttachment): Promise<voi
     try {
       await ops.unpin(p);
     } catch (e) {
-      process.emitWarning(`dmabuf: unpin for an exited importer failed: ${String(e)}`);
+      warn(`dmabuf: unpin for an exited importer failed: ${String(e)}`);
     }
   }
   Atomics.store(at.i32, b + A_MAPS, 0);
@@ -796,7 +796,7 @@ export async function detachImpl(core: BufCore, att: unknown): Promise<void> {
     fail('EINVAL', 'detach: the buffer was released before its attachment was detached');
   }
   if (att._maps.size > 0) {
-    process.emitWarning('dmabuf: detach with mappings still mapped (unmap first)');
+    warn('dmabuf: detach with mappings still mapped (unmap first)');
   }
   try {
     await lockOrThrow(core.resv);
@@ -809,7 +809,7 @@ export async function detachImpl(core: BufCore, att: unknown): Promise<void> {
       try {
         await exporterDetach(core, att);
       } catch (e) {
-        process.emitWarning(`dmabuf: exporter detach failed: ${String(e)}`);
+        warn(`dmabuf: exporter detach failed: ${String(e)}`);
       }
     }
     trace('bufDetach', () => ({
@@ -934,7 +934,7 @@ export async function reapThreadAttachments(d: Domain, list: number[][]): Promis
         exited: true,
       }));
     } catch (e) {
-      process.emitWarning(`dmabuf: detaching an exited thread's attachment failed: ${String(e)}`);
+      warn(`dmabuf: detaching an exited thread's attachment failed: ${String(e)}`);
     } finally {
       if (at.gen(slot!) === gen) at.free(slot!);
       core.localAttachments--;

@@ -46,7 +46,7 @@ import { DmaFence, DmaFenceCb } from '../fence/fence.js';
 import { unwrapFences } from '../fence/fence-unwrap.js';
 import { DmaResv, DmaResvUsage } from '../resv/resv.js';
 import { SyncFile } from '../sync-file.js';
-import { trace } from '../trace.js';
+import { trace, warn } from '../trace.js';
 import {
   BufCore,
   bufKey,
@@ -223,7 +223,7 @@ let leakWarned = false;
 const leaked = new FinalizationRegistry<BufCore>((core) => {
   if (!leakWarned) {
     leakWarned = true;
-    process.emitWarning(
+    warn(
       'dmabuf: a DmaBuf reference was garbage-collected without put() (reported once per thread)',
     );
   }
@@ -780,7 +780,7 @@ export class DmaBuf {
     } catch (e) {
       if (!warnedVmap) {
         warnedVmap = true;
-        process.emitWarning(`dmabuf: exporter vmap failed: ${String(e)}`);
+        warn(`dmabuf: exporter vmap failed: ${String(e)}`);
       }
       throw e;
     }
@@ -1203,7 +1203,7 @@ function claimTicket(desc: unknown): { core: BufCore; mode: number } {
     try {
       core.adoptShared(exp.kind, exp.data);
     } catch (e) {
-      process.emitWarning(`dmabuf: could not rebuild the exporter here: ${String(e)}`);
+      warn(`dmabuf: could not rebuild the exporter here: ${String(e)}`);
     }
   }
   return { core, mode: x.mode };
@@ -1436,7 +1436,7 @@ onThreadExit(20, (d, thread) => {
     await reapThreadAttachments(d, atts);
     for (const [slot, gen, n] of puts) refPutRecord(d, slot, gen, n);
     finishOrphanReleases(d, dying);
-  })().catch((e) => process.emitWarning(`dmabuf: thread-exit cleanup failed: ${String(e)}`));
+  })().catch((e) => warn(`dmabuf: thread-exit cleanup failed: ${String(e)}`));
 });
 
 /** @internal counters for tests: this thread's cores, exported buffers and open fds. */

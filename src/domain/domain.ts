@@ -21,6 +21,7 @@
 import type { Worker, WorkerOptions } from 'node:worker_threads';
 import { isMainThread, Worker as NodeWorker, workerData } from 'node:worker_threads';
 import { DmaBufError, fail } from '../errors.js';
+import { warn } from '../trace.js';
 import { SlotTable } from './_slots.js';
 import { StringTable } from './_strings.js';
 
@@ -82,7 +83,7 @@ const exitHooks: { order: number; hook: ThreadExitHook }[] = [];
 /**
  * Registers what a module does when a thread exits (put its handles, free its locks, signal its
  * pending fences with -ENOENT, …). Lower `order` runs first. Hooks must not throw; errors are
- * caught and reported through `process.emitWarning`.
+ * caught and reported on the `dmabuf:warning` channel.
  */
 export function onThreadExit(order: number, hook: ThreadExitHook): void {
   exitHooks.push({ order, hook });
@@ -298,7 +299,7 @@ export class Domain {
       try {
         hook(this, t);
       } catch (e) {
-        process.emitWarning(`dmabuf: thread-exit cleanup failed: ${String(e)}`);
+        warn(`dmabuf: thread-exit cleanup failed: ${String(e)}`);
       }
     }
     Atomics.store(this.control, w, THREAD_FREE);

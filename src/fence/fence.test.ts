@@ -377,18 +377,22 @@ describe('dma-fence contracts', () => {
     assert.equal(f.removeCallback({} as DmaFenceCb), false);
   });
 
-  it('dispose with pending callbacks signals with -EDEADLK', () => {
+  it('dispose with pending callbacks signals with -EDEADLK and warns on dmabuf:warning', () => {
     const f = mock();
     let status = 0;
     f.addCallback((fence) => (status = fence.getStatus()));
-    const warn = process.emitWarning;
-    process.emitWarning = () => {};
+    const warnings: string[] = [];
+    const onWarn = (m: unknown): void => {
+      warnings.push((m as { message: string }).message);
+    };
+    diagnosticsChannel.subscribe(CHANNELS.warning, onWarn);
     try {
       f[Symbol.dispose]();
     } finally {
-      process.emitWarning = warn;
+      diagnosticsChannel.unsubscribe(CHANNELS.warning, onWarn);
     }
     assert.equal(status, -35);
+    assert.deepEqual(warnings, ['dmabuf: fence released with pending callbacks']);
   });
 
   it('describe prints timeline, driver, seqno and state', () => {

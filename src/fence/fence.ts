@@ -40,7 +40,7 @@ import {
 } from '../domain/_wait.js';
 import { Domain, onThreadExit } from '../domain/domain.js';
 import { type DmaBufError, describe, fail } from '../errors.js';
-import { channels, trace } from '../trace.js';
+import { channels, trace, warn } from '../trace.js';
 import {
   F_CONTEXT,
   F_DEADLINE,
@@ -857,7 +857,7 @@ export class DmaFence {
    */
   [Symbol.dispose](): void {
     if (this._head !== null && !this.testSignaledFlag()) {
-      process.emitWarning('dmabuf: fence released with pending callbacks');
+      warn('dmabuf: fence released with pending callbacks');
       if (this._error === 0) this.setError(-35);
       this.signal();
     }

@@ -307,12 +307,12 @@ describe('release', () => {
     const m = new MockExporter();
     const buf = m.export();
     const warnings: string[] = [];
-    const onWarn = (w: Error): void => void warnings.push(w.message);
-    process.on('warning', onWarn);
+    const onWarn = (w: unknown): void => void warnings.push((w as { message: string }).message);
+    diagnosticsChannel.subscribe(CHANNELS.warning, onWarn);
     const att = await buf.attach({ name: 'leaky' });
     buf.put();
     await new Promise((r) => setImmediate(r));
-    process.off('warning', onWarn);
+    diagnosticsChannel.unsubscribe(CHANNELS.warning, onWarn);
     assert.ok(
       warnings.some((w) => w.includes('attachments')),
       warnings.join('; '),
