@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { Domain } from '../../src/index.js';
-import { readCounters } from '../model/_exporter.js';
-import { bufView } from '../model/_inspect.js';
+import { readCounters } from '../../tools/stress/counted-exporter.js';
+import { bufView } from '../../tools/stress/inspect.js';
 import { Env } from '../model/_runner.js';
 
 async function until(cond: () => boolean, ms = 3000): Promise<void> {

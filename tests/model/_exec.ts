@@ -20,7 +20,11 @@ import {
   type SyncFileDescriptor,
   serializeError,
 } from '../../src/index.js';
-import { type ExporterKind, exportCounted, setThreadNamer } from './_exporter.js';
+import {
+  type ExporterKind,
+  exportCounted,
+  setThreadNamer,
+} from '../../tools/stress/counted-exporter.js';
 
 setThreadNamer(() => Domain.current().thread);
 

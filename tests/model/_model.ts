@@ -24,8 +24,8 @@ import {
   EPOLLIN,
   EPOLLOUT,
 } from '../../src/index.js';
+import type { ExporterKind } from '../../tools/stress/counted-exporter.js';
 import type { ExecMsg, ExecResult } from './_exec.js';
-import type { ExporterKind } from './_exporter.js';
 
 export type Kind =
   | 'export'
@@ -274,6 +274,11 @@ export class Model {
       fence: [...this.fences.values()].some((f) => f.home === t && !f.signaled),
       ticket: this.tickets.size > 0,
     };
+    const holdings =
+      this.idsIn(this.atts, t).length +
+      [...this.maps.values()].filter((m) => this.atts.get(m.att)!.t === t).length +
+      this.idsIn(this.vmaps, t).length +
+      (has.fence ? 1 : 0);
     const table: [Kind, number][] = [
       ['export', this.liveBufs().length < 4 && this.nextCounter < this.maxCounters ? 6 : 0],
       ['get', has.ref ? 4 : 0],
@@ -304,7 +309,8 @@ export class Model {
       ['shareSync', has.sf && this.threads > 0 ? 2 : 0],
       ['waitSync', has.sf ? 2 : 0],
       ['putSync', has.sf ? 2 : 0],
-      ['kill', allowKill && this.threads > 0 ? 0.5 : 0],
+      // Kills aim at threads holding the most (attachments, mappings, vmaps, fences).
+      ['kill', allowKill && t > 0 ? 0.2 + 0.4 * holdings : 0],
       ['badPut', has.ref ? 1 : 0],
       ['badClaim', this.usedDescs.length > 0 || has.ticket ? 1 : 0],
       ['badUnpin', has.att ? 1 : 0],
@@ -312,10 +318,10 @@ export class Model {
       ['badPoll', has.ref ? 1 : 0],
       ['badDetach', has.att ? 1 : 0],
     ];
-    const total = table.reduce((s, [, w]) => s + w, 0);
+    const total = table.reduce((sum, [, w]) => sum + w, 0);
     let x = rnd() * total;
     for (const [k, w] of table) {
-      if (x < w) return { k, t: k === 'kill' ? 1 + (r[3]! % this.threads) : t, r };
+      if (x < w) return { k, t, r };
       x -= w;
     }
     return { k: 'export', t, r };

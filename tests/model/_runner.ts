@@ -8,20 +8,19 @@
 
 import type { Worker } from 'node:worker_threads';
 import { Domain } from '../../src/index.js';
-import { prng } from '../_rpc.js';
-import { type ExecMsg, type ExecResult, Executor } from './_exec.js';
-import { C_RELEASES, CW, counterArray, readCounters } from './_exporter.js';
+import { C_RELEASES, CW, counterArray, readCounters } from '../../tools/stress/counted-exporter.js';
 import {
   attachmentRecords,
   bufView,
+  deadThreadFacts,
   fenceView,
   handleCounts,
   liveInodes,
   lockState,
-  locksOf,
-  pendingFencesOf,
   tableUse,
-} from './_inspect.js';
+} from '../../tools/stress/inspect.js';
+import { prng } from '../_rpc.js';
+import { type ExecMsg, type ExecResult, Executor } from './_exec.js';
 import { Model, type RawOp, type Step } from './_model.js';
 
 const WORKER_URL = new URL('../fixtures/model-worker.js', import.meta.url);
@@ -267,7 +266,7 @@ async function runStep(env: Env, model: Model, step: Step): Promise<string | nul
     step.apply({ ok: true });
     const end = performance.now() + SETTLE_MS;
     for (;;) {
-      const bad = deadThreadFacts(dead);
+      const bad = deadThreadFacts(Domain.current(), dead);
       if (bad === null) break;
       if (performance.now() > end) return bad;
       await sleep(2);
@@ -479,19 +478,6 @@ async function audit(env: Env, model: Model, baseTickets: number): Promise<strin
   for (const [id, w] of model.waiters) {
     if ([...w.must, ...w.may].every((f) => model.fences.get(f)!.signaled)) model.waiters.delete(id);
   }
-  return null;
-}
-
-/** What the domain must have done for a thread that died. Null when done. */
-export function deadThreadFacts(T: number): string | null {
-  const d = Domain.current();
-  const h = handleCounts(d, T);
-  if (h.fds + h.holds > 0)
-    return `dead thread ${T} still holds ${h.fds} fds and ${h.holds} references`;
-  if (attachmentRecords(d, T) > 0) return `dead thread ${T} still has attachments`;
-  const l = locksOf(d, T);
-  if (l.length > 0) return `dead thread ${T} still holds or claims locks ${l}`;
-  if (pendingFencesOf(d, T) > 0) return `dead thread ${T} left pending fences`;
   return null;
 }
 

@@ -1,5 +1,5 @@
 /**
- * A counting exporter for the model, fault and load tests: every op adds to (or takes from) a
+ * A counting exporter for the model, fault and load tests (and the stress tool): every op adds to (or takes from) a
  * counter in shared memory, so that any thread — the test's main thread above all — can check
  * what the exporter saw, wherever the op ran and whichever thread died meanwhile.
  *

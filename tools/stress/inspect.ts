@@ -179,3 +179,15 @@ export function liveInodes(): Set<number> {
   for (let b = DmaBuf.iterBegin(); b !== null; b = DmaBuf.iterNext(b)) out.add(b.inode);
   return out;
 }
+
+/** What the domain must have done for a thread that died. Null when done. */
+export function deadThreadFacts(d: Domain, T: number): string | null {
+  const h = handleCounts(d, T);
+  if (h.fds + h.holds > 0)
+    return `dead thread ${T} still holds ${h.fds} fds and ${h.holds} references`;
+  if (attachmentRecords(d, T) > 0) return `dead thread ${T} still has attachments`;
+  const l = locksOf(d, T);
+  if (l.length > 0) return `dead thread ${T} still holds or claims locks ${l}`;
+  if (pendingFencesOf(d, T) > 0) return `dead thread ${T} left pending fences`;
+  return null;
+}
