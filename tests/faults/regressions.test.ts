@@ -100,3 +100,34 @@ describe('vmaps of a thread that exits', () => {
     assert.equal(bufView(d, v.slot, v.gen).live, false);
   });
 });
+
+describe('mappings of a thread that exits', () => {
+  const env = new Env(1);
+  after(() => env.stop());
+
+  for (const dynamic of [false, true]) {
+    it(`a shared exporter unmaps what it mapped inside an exited importer thread (${dynamic ? 'dynamic exporter: and unpins' : 'static exporter'})`, async () => {
+      await env.start();
+      await ok(env.send(0, { op: 'export', id: 0, kind: 'shared', dynamic, out: 1 }));
+      await ok(
+        env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
+      );
+      await ok(env.send(1, { op: 'attach', ref: 2, dynamic: false, dev: 'doomed', out: 3 }));
+      await ok(env.send(1, { op: 'map', att: 3, out: 4 }));
+      await ok(env.send(1, { op: 'map', att: 3, out: 5 }));
+      assert.equal(
+        readCounters(env.counters, 0).maps,
+        2,
+        'mapped by the ops rebuilt in the worker',
+      );
+      await env.kill(1);
+      await until(() => readCounters(env.counters, 0).attached === 0);
+      const c = readCounters(env.counters, 0);
+      assert.equal(c.maps, 0, 'each mapping unmapped');
+      assert.equal(c.pins, 0, 'and unpinned');
+      await env.respawn(1);
+      await ok(env.send(0, { op: 'put', ref: 1 }));
+      assert.equal(readCounters(env.counters, 0).releases, 1);
+    });
+  }
+});
