@@ -768,10 +768,7 @@ export class DmaBuf {
       const g = Atomics.load(i32, core.b + B_VMAP_GEN);
       let map = core.vmapCache?.gen === g ? (core.vmapCache.map as DmaBufMap) : null;
       if (map === null) {
-        const owner = Atomics.load(i32, core.b + B_VMAP_OWNER);
-        if (owner === 0) fail('EIO', 'vmap: the thread holding the mapping exited');
-        const segs = await rpcCall(core.d, owner, 'buf:vmapPeek', bufKey(core));
-        map = new DmaBufMap(core, g, plainSegments(segs, 'vmap'));
+        map = await peekVmap(core, g);
         core.vmapCache = { gen: g, map };
       }
       Atomics.add(i32, core.b + B_VMAP_COUNT, 1);
@@ -1510,8 +1507,35 @@ async function dropThreadVmaps(
   }
 }
 
-/** A live thread that holds a vmap of the buffer (and so can hand out its mapping), or 0. */
-function vmapHolder(d: Domain, slot: number, gen: number): number {
+/**
+ * This thread's copy of the current vmap (reservation lock held), asked of the thread that made
+ * it. When that thread has exited — before its exit cleanup could hand the mapping over, or while
+ * the question was on its way — another live holder answers and becomes the owner. EIO when no
+ * live thread holds the mapping any more.
+ */
+async function peekVmap(core: BufCore, g: number): Promise<DmaBufMap> {
+  const d = core.d;
+  const i32 = core.i32;
+  for (let tries = 0; tries < 8; tries++) {
+    let owner = Atomics.load(i32, core.b + B_VMAP_OWNER);
+    if (owner === 0 || !d.isThreadAlive(owner)) {
+      owner = vmapHolder(d, core.slot, core.gen, d.thread);
+      if (owner === 0) fail('EIO', 'vmap: no live thread holds the mapping any more');
+      Atomics.store(i32, core.b + B_VMAP_OWNER, owner);
+    }
+    try {
+      const segs = await rpcCall(d, owner, 'buf:vmapPeek', bufKey(core));
+      return new DmaBufMap(core, g, plainSegments(segs, 'vmap'));
+    } catch (e) {
+      if (e instanceof DmaBufError && e.code === 'ENODEV' && !d.isThreadAlive(owner)) continue;
+      throw e;
+    }
+  }
+  return fail('EIO', 'vmap: the threads holding the mapping keep exiting');
+}
+
+/** A live thread (not `exclude`) that holds a vmap of the buffer, so has its mapping; or 0. */
+function vmapHolder(d: Domain, slot: number, gen: number, exclude = 0): number {
   const ht = d.tables.handle;
   const hwm = ht.highWater;
   ht.ensure(hwm - 1);
@@ -1521,7 +1545,7 @@ function vmapHolder(d: Domain, slot: number, gen: number): number {
     if (Atomics.load(ht.i32, b + H_KIND) !== H_VMAP) continue;
     if (ht.i32[b + H_BUF_SLOT] !== slot || ht.i32[b + H_BUF_GEN] !== gen) continue;
     const t = Atomics.load(ht.i32, b + H_THREAD);
-    if (d.isThreadAlive(t)) return t;
+    if (t !== exclude && d.isThreadAlive(t)) return t;
   }
   return 0;
 }

@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { Domain } from '../../src/index.js';
+import { type DmaBuf, type DmaBufMap, Domain } from '../../src/index.js';
 import { readCounters } from '../../tools/stress/counted-exporter.js';
 import { bufView } from '../../tools/stress/inspect.js';
 import { Env } from '../model/_runner.js';
@@ -81,6 +81,42 @@ describe('vmaps of a thread that exits', () => {
     await ok(env.send(2, { op: 'put', ref: 3 }));
     await ok(env.send(0, { op: 'put', ref: 1 }));
     await until(() => readCounters(env.counters, 1).releases === 1);
+  });
+
+  it('a vmap asked of a mapping owner that just exited is answered by another holder', async () => {
+    await env.start();
+    const d = Domain.current();
+    const v = await ok(
+      env.send(0, { op: 'export', id: 3, kind: 'shared', dynamic: false, out: 1 }),
+    );
+    for (const [t, out] of [
+      [1, 2],
+      [2, 3],
+    ] as const) {
+      await ok(
+        env.send(t, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out }),
+      );
+    }
+    await ok(env.send(1, { op: 'vmap', ref: 2, out: 4 })); // thread 1 owns the mapping
+    await ok(env.send(2, { op: 'vmap', ref: 3, out: 5 }));
+    const buf = env.local.objs.get(1) as DmaBuf;
+    // Holding the lock keeps the exit cleanup from handing the mapping over first.
+    assert.equal(await buf.resv.lock(null), 0);
+    let map: DmaBufMap;
+    try {
+      await env.kill(1);
+      map = await buf.vmap();
+      assert.equal(bufView(d, v.slot, v.gen).vmapCount, 3);
+    } finally {
+      buf.resv.unlock();
+    }
+    await until(() => bufView(d, v.slot, v.gen).vmapCount === 2);
+    await buf.vunmapUnlocked(map);
+    await ok(env.send(2, { op: 'vunmap', vmap: 5 }));
+    assert.equal(readCounters(env.counters, 3).vmaps, 0);
+    await env.respawn(1);
+    await ok(env.send(2, { op: 'put', ref: 3 }));
+    await ok(env.send(0, { op: 'put', ref: 1 }));
   });
 
   it("vunmap after the thread-bound exporter's thread exited drops the vmap", async () => {
