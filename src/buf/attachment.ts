@@ -61,7 +61,7 @@ import {
   BF_HOME_DEAD,
 } from './_layout.js';
 import { ensureInbox, registerRpc, rpcSend } from './_rpc.js';
-import { forbidHeld, isDmaBufDebug, requireHeld } from './debug.js';
+import { cleanupHolding, forbidHeld, isDmaBufDebug, requireHeld } from './debug.js';
 import type { DmaBuf } from './dma-buf.js';
 import {
   checkDevice,
@@ -925,11 +925,13 @@ export async function reapThreadAttachments(d: Domain, list: number[][]): Promis
       const viaHome =
         core.ops === null || (d.thread !== core.home && (core.bflags & BF_HOME_DEAD) === 0);
       await lockOrThrow(core.resv);
+      cleanupHolding(core.resv, true);
       try {
         unlink(core, slot!);
         if (viaHome && (core.bflags & BF_HOME_DEAD) === 0) await callHome(core, 'att:reap', key);
         else if (core.ops !== null) await reapExporterSide(core, proxyFor(core, key.a, false));
       } finally {
+        cleanupHolding(core.resv, false);
         core.resv.unlock();
       }
       if (viaHome && (core.bflags & BF_HOME_DEAD) === 0) await callHome(core, 'att:detach', key);

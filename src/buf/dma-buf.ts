@@ -130,7 +130,7 @@ import {
   tp,
   waitForUnmaps,
 } from './attachment.js';
-import { forbidHeld, requireHeld } from './debug.js';
+import { cleanupHolding, forbidHeld, requireHeld } from './debug.js';
 import {
   type FileLike,
   fdClose,
@@ -1480,6 +1480,7 @@ async function dropThreadVmaps(
     core.localAttachments++; // keep this view while we work on it
     try {
       await lockOrThrow(core.resv);
+      cleanupHolding(core.resv, true);
       try {
         const i32 = core.i32;
         const left = Math.max(0, Atomics.load(i32, core.b + B_VMAP_COUNT) - n);
@@ -1496,6 +1497,7 @@ async function dropThreadVmaps(
           Atomics.store(i32, core.b + B_VMAP_OWNER, left === 0 ? 0 : vmapHolder(d, slot, gen));
         }
       } finally {
+        cleanupHolding(core.resv, false);
         core.resv.unlock();
       }
     } catch (e) {

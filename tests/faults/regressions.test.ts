@@ -167,3 +167,43 @@ describe('mappings of a thread that exits', () => {
     });
   }
 });
+
+describe('the observing thread while it cleans up after a dead thread', () => {
+  const env = new Env(2);
+  after(() => env.stop());
+
+  it('(debug mode) other tasks may put the buffer while the exit cleanup holds its lock', async () => {
+    const { setDmaBufDebug } = await import('../../src/index.js');
+    const was = setDmaBufDebug(true);
+    try {
+      await env.start();
+      // The exporter lives in worker 1, so the cleanup of worker 2's attachment holds the lock
+      // across a round trip to worker 1.
+      await ok(env.send(1, { op: 'export', id: 0, kind: 'bound', dynamic: true, out: 1 }));
+      await ok(
+        env.send(0, { op: 'claim', desc: await ok(env.send(1, { op: 'share', ref: 1 })), out: 2 }),
+      );
+      await ok(
+        env.send(2, { op: 'claim', desc: await ok(env.send(1, { op: 'share', ref: 1 })), out: 3 }),
+      );
+      await ok(env.send(2, { op: 'attach', ref: 3, dynamic: false, dev: 'doomed', out: 4 }));
+      await ok(env.send(2, { op: 'map', att: 4, out: 5 }));
+      const buf = env.local.objs.get(2) as DmaBuf;
+      await env.kill(2);
+      const end = Date.now() + 2000;
+      let puts = 0;
+      while (readCounters(env.counters, 0).attached !== 0 && Date.now() < end) {
+        buf.get().put(); // must not fail: this task holds no lock
+        puts++;
+        await new Promise((r) => setImmediate(r));
+      }
+      assert.equal(readCounters(env.counters, 0).attached, 0);
+      assert.ok(puts > 0);
+      await env.respawn(2);
+      await ok(env.send(0, { op: 'put', ref: 2 }));
+      await ok(env.send(1, { op: 'put', ref: 1 }));
+    } finally {
+      setDmaBufDebug(was);
+    }
+  });
+});
