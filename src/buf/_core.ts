@@ -48,6 +48,7 @@ import {
   BF_REVOKED,
   BF_SHAREABLE,
   H_HOLD,
+  H_VMAP,
   STATE_DEAD,
   STATE_DYING,
   STATE_LIVE,
@@ -93,6 +94,9 @@ export class BufCore {
   localFds = 0;
   /** Attachments made in this thread and not yet detached. */
   localAttachments = 0;
+  /** vmaps this thread holds (its share of VMAP_COUNT), and the handle record counting them. */
+  localVmaps = 0;
+  vmapSlot = 0;
   /** Set once the record was released: every use is EBADF from then on. */
   released = false;
 
@@ -239,7 +243,14 @@ const RECENT_MAX = 32;
 
 /** Drops the core from this thread's registry when nothing here uses it any more. */
 export function coreMaybeForget(core: BufCore): void {
-  if (core.exported || core.localRefs > 0 || core.localFds > 0 || core.localAttachments > 0) return;
+  if (
+    core.exported ||
+    core.localRefs > 0 ||
+    core.localFds > 0 ||
+    core.localAttachments > 0 ||
+    core.localVmaps > 0
+  )
+    return;
   if (cores.get(core.slot) === core) {
     cores.delete(core.slot);
     if (!core.released) {
@@ -337,6 +348,25 @@ export function holdAdd(core: BufCore, n: number): void {
     recordAdd(core.d, core.holdSlot, n);
   }
   core.localRefs += n;
+}
+
+/**
+ * Records `n` more (or, negative, fewer) vmaps held by this thread, so that its exit can drop
+ * them. Never below zero: a thread may vunmap a mapping another thread made.
+ */
+export function vmapHoldAdd(core: BufCore, n: number): void {
+  const next = Math.max(0, core.localVmaps + n);
+  const delta = next - core.localVmaps;
+  if (delta === 0) return;
+  core.localVmaps = next;
+  if (core.vmapSlot === 0) {
+    core.vmapSlot = recordAlloc(core.d, core.d.thread, H_VMAP, core.slot, core.gen, next, 0);
+  } else if (next === 0) {
+    recordFree(core.d, core.vmapSlot);
+    core.vmapSlot = 0;
+  } else {
+    recordAdd(core.d, core.vmapSlot, delta);
+  }
 }
 
 /** Records `n` references fewer (before they are put). */
@@ -461,6 +491,12 @@ function finishRelease(core: BufCore): void {
     } catch (e) {
       warn(`dmabuf: owner put failed: ${String(e)}`);
     }
+  }
+  if (core.vmapSlot !== 0) {
+    // Released while this thread still held vmaps (warned above): its record goes with it.
+    recordFree(d, core.vmapSlot);
+    core.vmapSlot = 0;
+    core.localVmaps = 0;
   }
   core.released = true;
   core.exported = false;

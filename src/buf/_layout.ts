@@ -55,9 +55,10 @@
  * ## Handle record (`handle` table, 8 words) — what a thread holds, for thread-exit cleanup
  * ```
  *  2 THREAD     owner thread (0 for a ticket in flight)
- *  3 KIND       H_FD │ H_HOLD │ H_TICKET (0 once a ticket is claimed)
+ *  3 KIND       H_FD │ H_HOLD │ H_TICKET (0 once a ticket is claimed) │ H_VMAP
  *  4 BUF_SLOT   5 BUF_GEN
- *  6 VALUE      H_FD: the fd number; H_HOLD: references held; H_TICKET: a random nonce
+ *  6 VALUE      H_FD: the fd number; H_HOLD: references held; H_TICKET: a random nonce;
+ *               H_VMAP: vmaps of the buffer this thread holds (its share of VMAP_COUNT)
  *  7 FLAGS      H_FD: fd flags (O_CLOEXEC | O_ACCMODE); H_TICKET: access mode
  * ```
  * A thread writes only its own records (THREAD = itself); the exit hook of a dead thread reads
@@ -143,3 +144,4 @@ export const H_FLAGS = 7;
 export const H_FD = 1;
 export const H_HOLD = 2;
 export const H_TICKET = 3;
+export const H_VMAP = 4;

@@ -61,7 +61,7 @@ import {
   BF_HOME_DEAD,
 } from './_layout.js';
 import { ensureInbox, registerRpc, rpcSend } from './_rpc.js';
-import { forbidHeld, isDmaBufDebug, requireHeld } from './debug.js';
+import { cleanupHolding, forbidHeld, isDmaBufDebug, requireHeld } from './debug.js';
 import type { DmaBuf } from './dma-buf.js';
 import {
   checkDevice,
@@ -617,6 +617,8 @@ function callInvalidate(att: DmaBufAttachment): void {
   }
 }
 
+const EMPTY_TABLE: DmaBufSgTable = Object.freeze([]);
+
 /**
  * The exporter side of detaching a dead importer's attachment (reservation lock held by the
  * caller): unmaps what the exporter mapped for it, and undoes its pins.
@@ -639,7 +641,17 @@ async function reapExporterSide(core: BufCore, p: DmaBufAttachment): Promise<voi
   const maps = Atomics.load(at.i32, b + A_MAPS);
   const pins = Atomics.load(at.i32, b + A_PINS);
   const pinOnMap = core.dynamic && !p.isDynamic;
-  const unpins = pins + (pinOnMap ? Math.max(0, maps - tracked) : 0);
+  // Mappings a shared exporter made inside the dead thread (its ops ran there) are not tracked
+  // here: their tables died with the thread. The exporter still unmaps each, with an empty table.
+  const untracked = Math.max(0, maps - tracked);
+  for (let i = 0; i < untracked; i++) {
+    try {
+      await ops.unmapDmaBuf(p, EMPTY_TABLE, DMA_BIDIRECTIONAL);
+    } catch (e) {
+      process.emitWarning(`dmabuf: unmap for an exited importer failed: ${String(e)}`);
+    }
+  }
+  const unpins = pins + (pinOnMap ? untracked : 0);
   for (let i = 0; i < unpins && ops.unpin; i++) {
     try {
       await ops.unpin(p);
@@ -913,11 +925,13 @@ export async function reapThreadAttachments(d: Domain, list: number[][]): Promis
       const viaHome =
         core.ops === null || (d.thread !== core.home && (core.bflags & BF_HOME_DEAD) === 0);
       await lockOrThrow(core.resv);
+      cleanupHolding(core.resv, true);
       try {
         unlink(core, slot!);
         if (viaHome && (core.bflags & BF_HOME_DEAD) === 0) await callHome(core, 'att:reap', key);
         else if (core.ops !== null) await reapExporterSide(core, proxyFor(core, key.a, false));
       } finally {
+        cleanupHolding(core.resv, false);
         core.resv.unlock();
       }
       if (viaHome && (core.bflags & BF_HOME_DEAD) === 0) await callHome(core, 'att:detach', key);

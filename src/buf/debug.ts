@@ -54,8 +54,23 @@ export function requireHeld(resv: DmaResv, what: string): void {
  * of held locks is consulted too.
  */
 export function forbidHeld(resv: DmaResv | null, what: string): void {
-  if (resv === null || !isDebug()) return;
+  if (resv === null || !isDebug() || cleanupHolds.has(resv)) return;
   assertNotHeld(resv, what);
   if (resv.isHeld())
     fail('EDEADLK', `${what} must not be called with the reservation lock held (debug mode)`);
+}
+
+/**
+ * Reservation objects that this thread's thread-exit cleanup (a background task: detaching a
+ * dead thread's attachments, dropping its vmaps) holds right now. The locking convention is
+ * judged per thread, but the cleanup is not the caller's task: while it holds a buffer's lock,
+ * another task of the same thread calling `put` or `attach` on that buffer is not breaking the
+ * convention, and must not get a spurious EDEADLK.
+ */
+const cleanupHolds = new Set<DmaResv>();
+
+/** @internal the exit cleanup took (`on`) or is about to drop `resv`'s lock. */
+export function cleanupHolding(resv: DmaResv, on: boolean): void {
+  if (on) cleanupHolds.add(resv);
+  else cleanupHolds.delete(resv);
 }

@@ -69,6 +69,7 @@ import {
   refTryGet,
   resvRef,
   setBorrowedFactory,
+  vmapHoldAdd,
 } from './_core.js';
 import {
   B_ATT_COUNT,
@@ -99,6 +100,7 @@ import {
   BF_HAS_CPU,
   BF_HAS_MMAP,
   BF_HAS_VMAP,
+  BF_HOME_DEAD,
   BF_REVOKED,
   BF_SHAREABLE,
   H_BUF_GEN,
@@ -110,6 +112,7 @@ import {
   H_THREAD,
   H_TICKET,
   H_VALUE,
+  H_VMAP,
   STATE_LIVE,
 } from './_layout.js';
 import { ensureInbox, registerRpc, rpcCall } from './_rpc.js';
@@ -127,7 +130,7 @@ import {
   tp,
   waitForUnmaps,
 } from './attachment.js';
-import { forbidHeld, requireHeld } from './debug.js';
+import { cleanupHolding, forbidHeld, requireHeld } from './debug.js';
 import {
   type FileLike,
   fdClose,
@@ -765,13 +768,11 @@ export class DmaBuf {
       const g = Atomics.load(i32, core.b + B_VMAP_GEN);
       let map = core.vmapCache?.gen === g ? (core.vmapCache.map as DmaBufMap) : null;
       if (map === null) {
-        const owner = Atomics.load(i32, core.b + B_VMAP_OWNER);
-        if (owner === 0) fail('EIO', 'vmap: the thread holding the mapping exited');
-        const segs = await rpcCall(core.d, owner, 'buf:vmapPeek', bufKey(core));
-        map = new DmaBufMap(core, g, plainSegments(segs, 'vmap'));
+        map = await peekVmap(core, g);
         core.vmapCache = { gen: g, map };
       }
       Atomics.add(i32, core.b + B_VMAP_COUNT, 1);
+      vmapHoldAdd(core, 1);
       return map;
     }
     let segs: DmaBufSegment[];
@@ -789,6 +790,7 @@ export class DmaBuf {
     core.vmapCache = { gen: g, map };
     Atomics.store(i32, core.b + B_VMAP_OWNER, core.d.thread);
     Atomics.store(i32, core.b + B_VMAP_COUNT, 1);
+    vmapHoldAdd(core, 1);
     return map;
   }
 
@@ -809,14 +811,19 @@ export class DmaBuf {
       map._gen !== Atomics.load(i32, core.b + B_VMAP_GEN)
     )
       fail('EINVAL', 'vunmap: not the current mapping of this buffer');
+    vmapHoldAdd(core, -1);
     if (count > 1) {
       Atomics.sub(i32, core.b + B_VMAP_COUNT, 1);
       return;
     }
-    await exporterVunmap(core, map);
-    Atomics.store(i32, core.b + B_VMAP_OWNER, 0);
-    Atomics.store(i32, core.b + B_VMAP_COUNT, 0);
-    core.vmapCache = null;
+    try {
+      await exporterVunmap(core, map);
+    } finally {
+      // The kernel's vunmap cannot fail: the mapping is gone even if the exporter complained.
+      Atomics.store(i32, core.b + B_VMAP_OWNER, 0);
+      Atomics.store(i32, core.b + B_VMAP_COUNT, 0);
+      core.vmapCache = null;
+    }
   }
 
   /** `dma_buf_vmap_unlocked`: takes the reservation lock around {@link vmap}. */
@@ -1344,13 +1351,15 @@ async function exporterVmap(core: BufCore): Promise<DmaBufSgTable> {
   return callHome(core, 'buf:vmap', { b: bufKey(core) });
 }
 
-async function exporterVunmap(core: BufCore, map: DmaBufMap): Promise<void> {
+async function exporterVunmap(core: BufCore, map: DmaBufMap | null): Promise<void> {
   if (core.ops !== null) {
-    const segs = core.exporterVmap ?? map.segments;
+    const segs = core.exporterVmap ?? map?.segments ?? [];
     core.exporterVmap = null;
     await core.ops.vunmap?.(core.borrowed, segs);
     return;
   }
+  // A thread-bound exporter whose thread exited has nothing left to undo (as for detach).
+  if ((core.bflags & BF_HOME_DEAD) !== 0) return;
   await callHome(core, 'buf:vunmap', { b: bufKey(core) });
 }
 
@@ -1401,6 +1410,8 @@ registerRpc('buf:vmapPeek', (key: [number, number]) => {
 onThreadExit(20, (d, thread) => {
   const atts = collectThreadAttachments(d, thread);
   const dying = markHomeDead(d, thread);
+  /** Buffers whose vmaps it held or whose mapping it owned: slot → [gen, vmaps held]. */
+  const vmaps = new Map<number, [number, number]>();
   const bt = d.tables.buf;
   const bhwm = bt.highWater;
   bt.ensure(bhwm - 1);
@@ -1416,7 +1427,8 @@ onThreadExit(20, (d, thread) => {
       Atomics.add(bt.i32, b + B_POLL_SEQ, 1);
       Atomics.notify(bt.i32, b + B_POLL_SEQ);
     }
-    Atomics.compareExchange(bt.i32, b + B_VMAP_OWNER, thread, 0);
+    // The mapping it made for everybody: handed over (or undone) below, under the lock.
+    if (Atomics.load(bt.i32, b + B_VMAP_OWNER) === thread) vmaps.set(s, [bt.gen(s), 0]);
   }
   const ht = d.tables.handle;
   const puts: [number, number, number][] = [];
@@ -1427,6 +1439,13 @@ onThreadExit(20, (d, thread) => {
     const b = ht.base(s);
     if (Atomics.load(ht.i32, b + H_THREAD) !== thread) continue;
     const kind = Atomics.load(ht.i32, b + H_KIND);
+    if (kind === H_VMAP) {
+      const bs = ht.i32[b + H_BUF_SLOT]!;
+      const prev = vmaps.get(bs)?.[1] ?? 0;
+      vmaps.set(bs, [ht.i32[b + H_BUF_GEN]!, prev + Atomics.load(ht.i32, b + H_VALUE)]);
+      recordFree(d, s);
+      continue;
+    }
     if (kind !== H_FD && kind !== H_HOLD) continue;
     const n = kind === H_FD ? 1 : Atomics.load(ht.i32, b + H_VALUE);
     puts.push([ht.i32[b + H_BUF_SLOT]!, ht.i32[b + H_BUF_GEN]!, n]);
@@ -1434,10 +1453,104 @@ onThreadExit(20, (d, thread) => {
   }
   void (async () => {
     await reapThreadAttachments(d, atts);
+    await dropThreadVmaps(d, thread, vmaps);
     for (const [slot, gen, n] of puts) refPutRecord(d, slot, gen, n);
     finishOrphanReleases(d, dying);
   })().catch((e) => warn(`dmabuf: thread-exit cleanup failed: ${String(e)}`));
 });
+
+/**
+ * The vmaps of an exited thread: its share of each buffer's vmap counter is dropped (the last one
+ * has the exporter vunmap, as the thread's own vunmap would have), and a mapping it made for the
+ * other users is handed to one of them, so that later vmaps can still be answered. Under each
+ * buffer's reservation lock, in the observing thread.
+ */
+async function dropThreadVmaps(
+  d: Domain,
+  thread: number,
+  list: Map<number, [number, number]>,
+): Promise<void> {
+  for (const [slot, [gen, n]] of list) {
+    let core: BufCore;
+    try {
+      core = coreFor(d, slot, gen);
+    } catch {
+      continue; // released meanwhile
+    }
+    core.localAttachments++; // keep this view while we work on it
+    try {
+      await lockOrThrow(core.resv);
+      cleanupHolding(core.resv, true);
+      try {
+        const i32 = core.i32;
+        const left = Math.max(0, Atomics.load(i32, core.b + B_VMAP_COUNT) - n);
+        Atomics.store(i32, core.b + B_VMAP_COUNT, left);
+        if (left === 0 && n > 0) {
+          Atomics.store(i32, core.b + B_VMAP_OWNER, 0);
+          core.vmapCache = null;
+          try {
+            await exporterVunmap(core, null);
+          } catch (e) {
+            process.emitWarning(`dmabuf: vunmap for an exited thread failed: ${String(e)}`);
+          }
+        } else if (Atomics.load(i32, core.b + B_VMAP_OWNER) === thread) {
+          Atomics.store(i32, core.b + B_VMAP_OWNER, left === 0 ? 0 : vmapHolder(d, slot, gen));
+        }
+      } finally {
+        cleanupHolding(core.resv, false);
+        core.resv.unlock();
+      }
+    } catch (e) {
+      process.emitWarning(`dmabuf: dropping an exited thread's vmaps failed: ${String(e)}`);
+    } finally {
+      core.localAttachments--;
+      coreMaybeForget(core);
+    }
+  }
+}
+
+/**
+ * This thread's copy of the current vmap (reservation lock held), asked of the thread that made
+ * it. When that thread has exited — before its exit cleanup could hand the mapping over, or while
+ * the question was on its way — another live holder answers and becomes the owner. EIO when no
+ * live thread holds the mapping any more.
+ */
+async function peekVmap(core: BufCore, g: number): Promise<DmaBufMap> {
+  const d = core.d;
+  const i32 = core.i32;
+  for (let tries = 0; tries < 8; tries++) {
+    let owner = Atomics.load(i32, core.b + B_VMAP_OWNER);
+    if (owner === 0 || !d.isThreadAlive(owner)) {
+      owner = vmapHolder(d, core.slot, core.gen, d.thread);
+      if (owner === 0) fail('EIO', 'vmap: no live thread holds the mapping any more');
+      Atomics.store(i32, core.b + B_VMAP_OWNER, owner);
+    }
+    try {
+      const segs = await rpcCall(d, owner, 'buf:vmapPeek', bufKey(core));
+      return new DmaBufMap(core, g, plainSegments(segs, 'vmap'));
+    } catch (e) {
+      if (e instanceof DmaBufError && e.code === 'ENODEV' && !d.isThreadAlive(owner)) continue;
+      throw e;
+    }
+  }
+  return fail('EIO', 'vmap: the threads holding the mapping keep exiting');
+}
+
+/** A live thread (not `exclude`) that holds a vmap of the buffer, so has its mapping; or 0. */
+function vmapHolder(d: Domain, slot: number, gen: number, exclude = 0): number {
+  const ht = d.tables.handle;
+  const hwm = ht.highWater;
+  ht.ensure(hwm - 1);
+  for (let s = 1; s < hwm; s++) {
+    if (!ht.isAllocated(s)) continue;
+    const b = ht.base(s);
+    if (Atomics.load(ht.i32, b + H_KIND) !== H_VMAP) continue;
+    if (ht.i32[b + H_BUF_SLOT] !== slot || ht.i32[b + H_BUF_GEN] !== gen) continue;
+    const t = Atomics.load(ht.i32, b + H_THREAD);
+    if (t !== exclude && d.isThreadAlive(t)) return t;
+  }
+  return 0;
+}
 
 /** @internal counters for tests: this thread's cores, exported buffers and open fds. */
 export function bufStats(): { cores: number; exported: number; fds: number } {

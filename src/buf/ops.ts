@@ -80,7 +80,12 @@ export interface DmaBufOps {
     attachment: DmaBufAttachment,
     direction: DmaDataDirection,
   ): DmaBufSgTable | null | Promise<DmaBufSgTable | null>;
-  /** Unmaps a table returned by `mapDmaBuf` (resv held). */
+  /**
+   * Unmaps a table returned by `mapDmaBuf` (resv held). When the importer's thread exited with a
+   * mapping that a shared exporter made in that thread, the table died with it: the core then
+   * passes an empty table and `DMA_BIDIRECTIONAL` (keep what must survive in shared memory, e.g.
+   * `attachment.exporterWords`).
+   */
   unmapDmaBuf(
     attachment: DmaBufAttachment,
     table: DmaBufSgTable,

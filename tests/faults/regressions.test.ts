@@ -1,0 +1,209 @@
+/**
+ * Regression tests for bugs the model-based and thread-death tests found, each the smallest
+ * scenario that failed, named after what must hold.
+ */
+
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { type DmaBuf, type DmaBufMap, Domain } from '../../src/index.js';
+import { readCounters } from '../../tools/stress/counted-exporter.js';
+import { bufView } from '../../tools/stress/inspect.js';
+import { Env } from '../model/_runner.js';
+
+async function until(cond: () => boolean, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+async function ok(
+  p: Promise<{ ok: boolean; v?: any; code?: string; message?: string }>,
+): Promise<any> {
+  const r = await p;
+  assert.equal(r.ok, true, `${r.code}: ${r.message}`);
+  return r.v;
+}
+
+describe('vmaps of a thread that exits', () => {
+  const env = new Env(2);
+  after(() => env.stop());
+
+  it('the last vmap of an exited thread is dropped and the exporter vunmaps it', async () => {
+    await env.start();
+    const d = Domain.current();
+    const v = await ok(env.send(0, { op: 'export', id: 0, kind: 'bound', dynamic: false, out: 1 }));
+    await ok(
+      env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
+    );
+    await ok(env.send(1, { op: 'vmap', ref: 2, out: 3 }));
+    assert.equal(bufView(d, v.slot, v.gen).vmapCount, 1);
+    assert.equal(readCounters(env.counters, 0).vmaps, 1);
+    await env.kill(1);
+    await until(() => bufView(d, v.slot, v.gen).vmapCount === 0);
+    await until(() => readCounters(env.counters, 0).vmaps === 0);
+    assert.equal(bufView(d, v.slot, v.gen).vmapOwner, 0);
+    await env.respawn(1);
+    await ok(env.send(0, { op: 'put', ref: 1 }));
+    assert.equal(readCounters(env.counters, 0).releases, 1);
+  });
+
+  it('a mapping made by an exited thread is handed to another holder: later vmaps still work', async () => {
+    await env.start();
+    const d = Domain.current();
+    const v = await ok(
+      env.send(0, { op: 'export', id: 1, kind: 'shared', dynamic: false, out: 1 }),
+    );
+    for (const [t, out] of [
+      [1, 2],
+      [2, 3],
+    ] as const) {
+      await ok(
+        env.send(t, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out }),
+      );
+    }
+    await ok(env.send(1, { op: 'vmap', ref: 2, out: 4 })); // thread 1 owns the mapping
+    await ok(env.send(2, { op: 'vmap', ref: 3, out: 5 }));
+    const owner = bufView(d, v.slot, v.gen).vmapOwner;
+    await env.kill(1);
+    await until(() => bufView(d, v.slot, v.gen).vmapCount === 1);
+    await until(() => bufView(d, v.slot, v.gen).vmapOwner !== owner);
+    assert.equal(readCounters(env.counters, 1).vmaps, 1, 'still mapped for thread 2');
+    // The main thread has no mapping of its own yet: it asks the new owner for it.
+    await ok(env.send(0, { op: 'vmap', ref: 1, out: 6 }));
+    assert.equal(bufView(d, v.slot, v.gen).vmapCount, 2);
+    await ok(env.send(0, { op: 'vunmap', vmap: 6 }));
+    await ok(env.send(2, { op: 'vunmap', vmap: 5 }));
+    assert.equal(bufView(d, v.slot, v.gen).vmapCount, 0);
+    assert.equal(readCounters(env.counters, 1).vmaps, 0);
+    await env.respawn(1);
+    await ok(env.send(2, { op: 'put', ref: 3 }));
+    await ok(env.send(0, { op: 'put', ref: 1 }));
+    await until(() => readCounters(env.counters, 1).releases === 1);
+  });
+
+  it('a vmap asked of a mapping owner that just exited is answered by another holder', async () => {
+    await env.start();
+    const d = Domain.current();
+    const v = await ok(
+      env.send(0, { op: 'export', id: 3, kind: 'shared', dynamic: false, out: 1 }),
+    );
+    for (const [t, out] of [
+      [1, 2],
+      [2, 3],
+    ] as const) {
+      await ok(
+        env.send(t, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out }),
+      );
+    }
+    await ok(env.send(1, { op: 'vmap', ref: 2, out: 4 })); // thread 1 owns the mapping
+    await ok(env.send(2, { op: 'vmap', ref: 3, out: 5 }));
+    const buf = env.local.objs.get(1) as DmaBuf;
+    // Holding the lock keeps the exit cleanup from handing the mapping over first.
+    assert.equal(await buf.resv.lock(null), 0);
+    let map: DmaBufMap;
+    try {
+      await env.kill(1);
+      map = await buf.vmap();
+      assert.equal(bufView(d, v.slot, v.gen).vmapCount, 3);
+    } finally {
+      buf.resv.unlock();
+    }
+    await until(() => bufView(d, v.slot, v.gen).vmapCount === 2);
+    await buf.vunmapUnlocked(map);
+    await ok(env.send(2, { op: 'vunmap', vmap: 5 }));
+    assert.equal(readCounters(env.counters, 3).vmaps, 0);
+    await env.respawn(1);
+    await ok(env.send(2, { op: 'put', ref: 3 }));
+    await ok(env.send(0, { op: 'put', ref: 1 }));
+  });
+
+  it("vunmap after the thread-bound exporter's thread exited drops the vmap", async () => {
+    await env.start();
+    const d = Domain.current();
+    const v = await ok(env.send(1, { op: 'export', id: 2, kind: 'bound', dynamic: false, out: 1 }));
+    await ok(
+      env.send(0, { op: 'claim', desc: await ok(env.send(1, { op: 'share', ref: 1 })), out: 2 }),
+    );
+    await ok(env.send(0, { op: 'vmap', ref: 2, out: 3 }));
+    await env.kill(1);
+    await until(() => bufView(d, v.slot, v.gen).refs === 1);
+    await ok(env.send(0, { op: 'vunmap', vmap: 3 }));
+    assert.equal(bufView(d, v.slot, v.gen).vmapCount, 0);
+    await env.respawn(1);
+    await ok(env.send(0, { op: 'put', ref: 2 }));
+    assert.equal(bufView(d, v.slot, v.gen).live, false);
+  });
+});
+
+describe('mappings of a thread that exits', () => {
+  const env = new Env(1);
+  after(() => env.stop());
+
+  for (const dynamic of [false, true]) {
+    it(`a shared exporter unmaps what it mapped inside an exited importer thread (${dynamic ? 'dynamic exporter: and unpins' : 'static exporter'})`, async () => {
+      await env.start();
+      await ok(env.send(0, { op: 'export', id: 0, kind: 'shared', dynamic, out: 1 }));
+      await ok(
+        env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
+      );
+      await ok(env.send(1, { op: 'attach', ref: 2, dynamic: false, dev: 'doomed', out: 3 }));
+      await ok(env.send(1, { op: 'map', att: 3, out: 4 }));
+      await ok(env.send(1, { op: 'map', att: 3, out: 5 }));
+      assert.equal(
+        readCounters(env.counters, 0).maps,
+        2,
+        'mapped by the ops rebuilt in the worker',
+      );
+      await env.kill(1);
+      await until(() => readCounters(env.counters, 0).attached === 0);
+      const c = readCounters(env.counters, 0);
+      assert.equal(c.maps, 0, 'each mapping unmapped');
+      assert.equal(c.pins, 0, 'and unpinned');
+      await env.respawn(1);
+      await ok(env.send(0, { op: 'put', ref: 1 }));
+      assert.equal(readCounters(env.counters, 0).releases, 1);
+    });
+  }
+});
+
+describe('the observing thread while it cleans up after a dead thread', () => {
+  const env = new Env(2);
+  after(() => env.stop());
+
+  it('(debug mode) other tasks may put the buffer while the exit cleanup holds its lock', async () => {
+    const { setDmaBufDebug } = await import('../../src/index.js');
+    const was = setDmaBufDebug(true);
+    try {
+      await env.start();
+      // The exporter lives in worker 1, so the cleanup of worker 2's attachment holds the lock
+      // across a round trip to worker 1.
+      await ok(env.send(1, { op: 'export', id: 0, kind: 'bound', dynamic: true, out: 1 }));
+      await ok(
+        env.send(0, { op: 'claim', desc: await ok(env.send(1, { op: 'share', ref: 1 })), out: 2 }),
+      );
+      await ok(
+        env.send(2, { op: 'claim', desc: await ok(env.send(1, { op: 'share', ref: 1 })), out: 3 }),
+      );
+      await ok(env.send(2, { op: 'attach', ref: 3, dynamic: false, dev: 'doomed', out: 4 }));
+      await ok(env.send(2, { op: 'map', att: 4, out: 5 }));
+      const buf = env.local.objs.get(2) as DmaBuf;
+      await env.kill(2);
+      const end = Date.now() + 2000;
+      let puts = 0;
+      while (readCounters(env.counters, 0).attached !== 0 && Date.now() < end) {
+        buf.get().put(); // must not fail: this task holds no lock
+        puts++;
+        await new Promise((r) => setImmediate(r));
+      }
+      assert.equal(readCounters(env.counters, 0).attached, 0);
+      assert.ok(puts > 0);
+      await env.respawn(2);
+      await ok(env.send(0, { op: 'put', ref: 2 }));
+      await ok(env.send(1, { op: 'put', ref: 1 }));
+    } finally {
+      setDmaBufDebug(was);
+    }
+  });
+});
