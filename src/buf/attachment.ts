@@ -648,7 +648,7 @@ async function reapExporterSide(core: BufCore, p: DmaBufAttachment): Promise<voi
     try {
       await ops.unmapDmaBuf(p, EMPTY_TABLE, DMA_BIDIRECTIONAL);
     } catch (e) {
-      process.emitWarning(`dmabuf: unmap for an exited importer failed: ${String(e)}`);
+      warn(`dmabuf: unmap for an exited importer failed: ${String(e)}`);
     }
   }
   const unpins = pins + (pinOnMap ? untracked : 0);

@@ -1491,7 +1491,7 @@ async function dropThreadVmaps(
           try {
             await exporterVunmap(core, null);
           } catch (e) {
-            process.emitWarning(`dmabuf: vunmap for an exited thread failed: ${String(e)}`);
+            warn(`dmabuf: vunmap for an exited thread failed: ${String(e)}`);
           }
         } else if (Atomics.load(i32, core.b + B_VMAP_OWNER) === thread) {
           Atomics.store(i32, core.b + B_VMAP_OWNER, left === 0 ? 0 : vmapHolder(d, slot, gen));
@@ -1501,7 +1501,7 @@ async function dropThreadVmaps(
         core.resv.unlock();
       }
     } catch (e) {
-      process.emitWarning(`dmabuf: dropping an exited thread's vmaps failed: ${String(e)}`);
+      warn(`dmabuf: dropping an exited thread's vmaps failed: ${String(e)}`);
     } finally {
       core.localAttachments--;
       coreMaybeForget(core);

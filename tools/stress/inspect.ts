@@ -24,7 +24,7 @@ import {
   STATE_LIVE,
 } from '../../src/buf/_layout.js';
 import type { Domain } from '../../src/domain/domain.js';
-import { F_ERROR, F_HOME, F_REFGEN, F_STATE, STATE_SIGNALED } from '../../src/fence/_shared.js';
+import { F_ERROR, F_HOME, F_REFS, F_STATE, STATE_SIGNALED } from '../../src/fence/_shared.js';
 import { DmaBuf } from '../../src/index.js';
 import { ownerOf, ownerThread, R_CLAIM, R_LOCK } from '../../src/resv/_record.js';
 
@@ -133,8 +133,8 @@ export function fenceView(d: Domain, slot: number, gen: number): FenceView {
   const t = d.tables.fence;
   t.ensure(slot);
   const b = t.base(slot);
-  const rg = Atomics.load(t.i64, (b + F_REFGEN) >> 1);
-  if (!t.isAllocated(slot) || t.gen(slot) !== gen || (rg & 0xffff_ffffn) === 0n)
+  const refs = Atomics.load(t.i32, b + F_REFS);
+  if (!t.isAllocated(slot) || t.gen(slot) !== gen || refs <= 0)
     return { state: 'gone', error: 0, home: 0 };
   const st = Atomics.load(t.i32, b + F_STATE);
   return {
@@ -154,7 +154,7 @@ export function pendingFencesOf(d: Domain, thread: number): number {
     if (!t.isAllocated(s)) continue;
     const b = t.base(s);
     if (Atomics.load(t.i32, b + F_HOME) !== thread) continue;
-    if ((Atomics.load(t.i64, (b + F_REFGEN) >> 1) & 0xffff_ffffn) === 0n) continue;
+    if (Atomics.load(t.i32, b + F_REFS) <= 0) continue;
     if (Atomics.load(t.i32, b + F_STATE) !== STATE_SIGNALED) n++;
   }
   return n;
