@@ -28,7 +28,7 @@
 import { SlotMap } from '../domain/_slotmap.js';
 import { waitWhileEqualsAsync } from '../domain/_wait.js';
 import { Domain } from '../domain/domain.js';
-import { DmaBufError, describe, fail } from '../errors.js';
+import { checkSignalOpts, DmaBufError, describe, fail } from '../errors.js';
 import { DmaResvUsage } from '../resv/resv.js';
 import { trace } from '../trace.js';
 import {
@@ -241,6 +241,7 @@ export class DmaBufAttachment {
   ): Promise<DmaBufMapping> {
     this._checkUsable('mapAttachment');
     checkDirection(direction);
+    checkSignalOpts(opts, 'mapAttachment');
     const core = this._core;
     requireHeld(core.resv, 'mapAttachment');
     core.checkNotRevoked('mapAttachment');
@@ -314,9 +315,10 @@ export class DmaBufAttachment {
   ): Promise<DmaBufMapping> {
     this._checkUsable('mapAttachmentUnlocked');
     checkDirection(direction);
+    const signal = checkSignalOpts(opts, 'mapAttachmentUnlocked');
     const resv = this._core.resv;
     forbidHeld(resv, 'mapAttachmentUnlocked');
-    await lockOrThrow(resv, opts.signal);
+    await lockOrThrow(resv, signal);
     try {
       return await this.mapAttachment(direction, opts);
     } finally {

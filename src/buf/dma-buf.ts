@@ -41,7 +41,15 @@
 import { mightAlloc } from '../debug/lockdep.js';
 import { waitWhileEqualsAsync } from '../domain/_wait.js';
 import { Domain, onThreadExit } from '../domain/domain.js';
-import { checkFlags, checkUint, codeOf, DmaBufError, describe, fail } from '../errors.js';
+import {
+  checkFlags,
+  checkSignalOpts,
+  checkUint,
+  codeOf,
+  DmaBufError,
+  describe,
+  fail,
+} from '../errors.js';
 import { DmaFence, DmaFenceCb } from '../fence/fence.js';
 import { unwrapFences } from '../fence/fence-unwrap.js';
 import { DmaResv, DmaResvUsage } from '../resv/resv.js';
@@ -655,8 +663,9 @@ export class DmaBuf {
    */
   async revoke(opts: { signal?: AbortSignal } = {}): Promise<void> {
     const core = this.live('revoke');
+    const signal = checkSignalOpts(opts, 'revoke');
     forbidHeld(core.resv, 'revoke');
-    await lockOrThrow(core.resv, opts.signal);
+    await lockOrThrow(core.resv, signal);
     try {
       Atomics.or(core.i32, core.b + B_BFLAGS, BF_REVOKED);
       invalidateMappingsImpl(core);
@@ -664,7 +673,7 @@ export class DmaBuf {
     } finally {
       core.resv.unlock();
     }
-    await waitForUnmaps(core, opts.signal);
+    await waitForUnmaps(core, signal);
   }
 
   // ---- CPU access -------------------------------------------------------------------------------------------
@@ -680,6 +689,7 @@ export class DmaBuf {
   ): Promise<number> {
     const core = this.live('beginCpuAccess');
     checkDirection(direction);
+    checkSignalOpts(opts, 'beginCpuAccess');
     forbidHeld(core.resv, 'beginCpuAccess');
     await exporterCpu(core, false, direction);
     const write = direction === DMA_BIDIRECTIONAL || direction === DMA_TO_DEVICE;
@@ -871,7 +881,8 @@ export class DmaBuf {
     opts: { timeoutMs?: number; signal?: AbortSignal } = {},
   ): Promise<number> {
     const core = this.live('pollAsync');
-    const timeout = opts.timeoutMs ?? Infinity;
+    const signal = checkSignalOpts(opts, 'pollAsync');
+    const timeout = opts?.timeoutMs === undefined ? Infinity : opts.timeoutMs;
     if (typeof timeout !== 'number' || Number.isNaN(timeout) || timeout < 0)
       fail('EINVAL', 'pollAsync timeout must be >= 0');
     const start = performance.now();
@@ -882,7 +893,7 @@ export class DmaBuf {
       if (r !== 0 || (events & (EPOLLIN | EPOLLOUT)) === 0) return r;
       const left = timeout - (performance.now() - start);
       if (left <= 0) return 0;
-      await waitWhileEqualsAsync(i32, core.b + B_POLL_SEQ, seq, left, { signal: opts.signal });
+      await waitWhileEqualsAsync(i32, core.b + B_POLL_SEQ, seq, left, { signal });
     }
   }
 
@@ -894,6 +905,7 @@ export class DmaBuf {
   async sync(flags: number | bigint, opts: { signal?: AbortSignal } = {}): Promise<number> {
     this.live('sync');
     const f = checkFlags(flags, DMA_BUF_SYNC_VALID_FLAGS_MASK, 'sync flags');
+    checkSignalOpts(opts, 'sync');
     let dir: DmaDataDirection;
     switch (f & DMA_BUF_SYNC_RW) {
       case DMA_BUF_SYNC_READ:
@@ -1055,6 +1067,7 @@ export class DmaBuf {
    * interruptibly: `signal`). Call without holding any buffer's lock.
    */
   static async bufinfo(opts: { signal?: AbortSignal } = {}): Promise<string> {
+    const signal = checkSignalOpts(opts, 'bufinfo');
     const d = Domain.current();
     const t = d.tables.buf;
     const found: { slot: number; gen: number; inode: number }[] = [];
@@ -1078,7 +1091,7 @@ export class DmaBuf {
       for (; i < found.length; i++) {
         const { slot, gen } = found[i]!;
         const core = coreFor(d, slot, gen);
-        await lockOrThrow(core.resv, opts.signal);
+        await lockOrThrow(core.resv, signal);
         let devs: string[];
         let line: string;
         try {

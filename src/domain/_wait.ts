@@ -181,6 +181,30 @@ export function interrupted(): DmaBufError {
   return new DmaBufError('ERESTARTSYS', 'wait interrupted by AbortSignal');
 }
 
+/** Node's timers hold at most 2^31 - 1 ms; a longer delay fires after 1 ms instead. */
+const MAX_TIMER_MS = 0x7fff_ffff;
+
+/**
+ * `setTimeout` for any delay: delays beyond what a Node timer holds (about 24.8 days) are
+ * re-armed in steps instead of firing at once. Returns the function that cancels it.
+ */
+export function setLongTimeout(fn: () => void, ms: number): () => void {
+  const end = performance.now() + ms;
+  let timer: ReturnType<typeof setTimeout>;
+  const arm = (left: number): void => {
+    timer = setTimeout(
+      () => {
+        const rest = end - performance.now();
+        if (rest > 0) arm(rest);
+        else fn();
+      },
+      Math.min(Math.max(left, 0), MAX_TIMER_MS),
+    );
+  };
+  arm(ms);
+  return () => clearTimeout(timer);
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }

@@ -34,11 +34,12 @@ import {
   holdKeepAlive,
   interrupted,
   releaseKeepAlive,
+  setLongTimeout,
   waitWhileEqualsAsync,
   waitWhileEqualsSync,
 } from '../domain/_wait.js';
 import { Domain, onThreadExit } from '../domain/domain.js';
-import { type DmaBufError, describe, fail } from '../errors.js';
+import { checkSignalOpts, type DmaBufError, describe, fail } from '../errors.js';
 import { channels, trace } from '../trace.js';
 import {
   F_CONTEXT,
@@ -631,17 +632,18 @@ export class DmaFence {
    */
   async waitTimeout(timeoutMs: number, opts: { signal?: AbortSignal } = {}): Promise<number> {
     checkTimeout(timeoutMs);
+    const signal = checkSignalOpts(opts, 'waitTimeout');
     if (this.isSignaled()) return timeoutMs === 0 ? 1 : timeoutMs;
     if (timeoutMs === 0) return 0;
     mightWait('DmaFence#waitTimeout');
-    if (opts.signal?.aborted) throw interrupted();
+    if (signal?.aborted) throw interrupted();
     if (channels.fenceWaitStart.hasSubscribers)
       channels.fenceWaitStart.publish({ fence: this, timeoutMs });
     let result: number;
     try {
       if (this.ops.wait !== undefined && !this._remote)
-        result = await this.ops.wait(this, timeoutMs, opts.signal);
-      else result = await this.defaultWait(timeoutMs, opts.signal);
+        result = await this.ops.wait(this, timeoutMs, signal);
+      else result = await this.defaultWait(timeoutMs, signal);
     } finally {
       trace('fenceWaitEnd', () => ({ fence: this, result }));
     }
@@ -650,6 +652,7 @@ export class DmaFence {
 
   /** `dma_fence_wait`: waits without timeout; resolves 0. Rejects ERESTARTSYS when aborted. */
   async wait(opts: { signal?: AbortSignal } = {}): Promise<0> {
+    checkSignalOpts(opts, 'wait');
     await this.waitTimeout(Infinity, opts);
     return 0;
   }
@@ -683,9 +686,9 @@ export class DmaFence {
     }
     // Thread-local fence: only this thread can signal it, through a callback.
     return new Promise<number>((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
+      let cancel: (() => void) | undefined;
       const done = (v: number | DmaBufError): void => {
-        if (timer !== undefined) clearTimeout(timer);
+        if (cancel !== undefined) cancel();
         else releaseKeepAlive();
         signal?.removeEventListener('abort', onAbort);
         this.removeCallback(node);
@@ -699,7 +702,7 @@ export class DmaFence {
         return;
       }
       if (timeoutMs === Infinity) holdKeepAlive();
-      else timer = setTimeout(() => done(this.isSignaled() ? 1 : 0), timeoutMs);
+      else cancel = setLongTimeout(() => done(this.isSignaled() ? 1 : 0), timeoutMs);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
@@ -772,6 +775,7 @@ export class DmaFence {
     if (!Array.isArray(fences) || fences.length === 0)
       fail('EINVAL', 'waitAnyTimeout needs fences');
     checkTimeout(timeoutMs);
+    const signal = checkSignalOpts(opts, 'waitAnyTimeout');
     for (const f of fences)
       if (!(f instanceof DmaFence)) fail('EINVAL', 'waitAnyTimeout: not a DmaFence');
     const first = (): number => fences.findIndex((f) => f.isSignaled());
@@ -779,16 +783,16 @@ export class DmaFence {
     if (idx >= 0) return { remaining: timeoutMs === 0 ? 1 : timeoutMs, index: idx };
     if (timeoutMs === 0) return { remaining: 0, index: -1 };
     mightWait('DmaFence.waitAnyTimeout');
-    if (opts.signal?.aborted) throw interrupted();
+    if (signal?.aborted) throw interrupted();
     const start = performance.now();
     await new Promise<void>((resolve, reject) => {
       const nodes: DmaFenceCb[] = [];
-      let timer: ReturnType<typeof setTimeout> | undefined;
+      let cancel: (() => void) | undefined;
       const done = (e?: DmaBufError): void => {
         for (let i = 0; i < nodes.length; i++) fences[i]!.removeCallback(nodes[i]!);
-        if (timer !== undefined) clearTimeout(timer);
+        if (cancel !== undefined) cancel();
         else releaseKeepAlive();
-        opts.signal?.removeEventListener('abort', onAbort);
+        signal?.removeEventListener('abort', onAbort);
         if (e) reject(e);
         else resolve();
       };
@@ -805,8 +809,8 @@ export class DmaFence {
         if (f.addCallback(n) === null) fired = true;
       }
       if (timeoutMs === Infinity) holdKeepAlive();
-      else timer = setTimeout(() => done(), timeoutMs);
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      else cancel = setLongTimeout(() => done(), timeoutMs);
+      signal?.addEventListener('abort', onAbort, { once: true });
       if (fired) queueMicrotask(() => done());
     });
     idx = first();

@@ -40,7 +40,7 @@
 
 import { SlotMap } from '../domain/_slotmap.js';
 import { Domain } from '../domain/domain.js';
-import { describe, fail } from '../errors.js';
+import { checkSignalOpts, describe, fail } from '../errors.js';
 import {
   F_CONTEXT,
   F_DRIVER,
@@ -946,6 +946,7 @@ export class DmaResv {
   ): Promise<number> {
     checkUsage(usage);
     checkTimeout(timeoutMs);
+    checkSignalOpts(opts, 'waitTimeout');
     if (timeoutMs === 0) return this.testSignaled(usage) ? 1 : 0;
     let left = timeoutMs;
     for (const { fence } of this.fencesUnlocked(usage)) {

@@ -50,7 +50,7 @@
 import { SlotMap } from '../domain/_slotmap.js';
 import { waitWhileEqualsAsync, waitWhileEqualsSync } from '../domain/_wait.js';
 import { Domain } from '../domain/domain.js';
-import { DmaBufError, describe, fail } from '../errors.js';
+import { checkSignalOpts, DmaBufError, describe, fail } from '../errors.js';
 import {
   FLAG_OWNER_DIED,
   KIND_MUTEX,
@@ -386,7 +386,7 @@ export class WwMutex {
     ctx: WwAcquireCtx | null,
     opts: { signal?: AbortSignal } = {},
   ): Promise<WwLockInterruptibleResult> {
-    return this.lockCommon(ctx, false, opts?.signal);
+    return this.lockCommon(ctx, false, opts);
   }
 
   /**
@@ -400,7 +400,7 @@ export class WwMutex {
 
   /** `ww_mutex_lock_slow_interruptible`: {@link lockSlow} that resolves `-EINTR` on abort. */
   lockSlowInterruptible(ctx: WwAcquireCtx, opts: { signal?: AbortSignal } = {}): Promise<0 | -4> {
-    return this.lockCommon(ctx, true, opts?.signal) as Promise<0 | -4>;
+    return this.lockCommon(ctx, true, opts) as Promise<0 | -4>;
   }
 
   /**
@@ -493,10 +493,12 @@ export class WwMutex {
   private lockCommon(
     ctx: WwAcquireCtx | null,
     slow: boolean,
-    signal: AbortSignal | undefined,
+    opts: { signal?: AbortSignal } | undefined,
   ): Promise<WwLockInterruptibleResult> {
     let a: Attempt;
+    let signal: AbortSignal | undefined;
     try {
+      signal = checkSignalOpts(opts, 'lockInterruptible');
       a = this.begin(ctx, slow, false);
     } catch (e) {
       return Promise.reject(e);
