@@ -289,8 +289,9 @@ export class DmaFence {
 
   /** `dma_fence_context_alloc`: the first of `num` new, never reused fence contexts. */
   static contextAlloc(num = 1): number {
-    if (!Number.isSafeInteger(num) || num <= 0)
-      fail('EINVAL', 'contextAlloc needs a positive count');
+    // The kernel's count is an unsigned int: a larger one would exhaust the safe-integer space.
+    if (!Number.isSafeInteger(num) || num <= 0 || num > 0xffff_ffff)
+      fail('EINVAL', `contextAlloc needs a positive 32-bit count, got ${describe(num)}`);
     return Domain.current().allocContexts(num);
   }
 
