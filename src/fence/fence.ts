@@ -39,7 +39,7 @@ import {
   waitWhileEqualsSync,
 } from '../domain/_wait.js';
 import { Domain, onThreadExit } from '../domain/domain.js';
-import { checkSignalOpts, type DmaBufError, describe, fail } from '../errors.js';
+import { checkNs, checkSignalOpts, type DmaBufError, describe, fail } from '../errors.js';
 import { channels, trace } from '../trace.js';
 import {
   F_CONTEXT,
@@ -307,7 +307,7 @@ export class DmaFence {
 
   /** `dma_fence_allocate_private_stub`: a new fence, already signaled at `timestamp` (ns). */
   static allocatePrivateStub(timestamp: bigint = nowNs()): DmaFence {
-    if (typeof timestamp !== 'bigint') fail('EINVAL', 'timestamp must be a bigint (ns)');
+    checkNs(timestamp, 'timestamp');
     const f = new DmaFence(stubOps, 0, 0);
     f.flags |= ENABLE_SIGNAL;
     f.signalTimestamp(timestamp);
@@ -453,7 +453,7 @@ export class DmaFence {
 
   /** `dma_fence_signal_timestamp`: signals with the given timestamp (ns). */
   signalTimestamp(timestamp: bigint): void {
-    this.doSignal(timestamp);
+    this.doSignal(checkNs(timestamp, 'timestamp'));
   }
 
   /**
@@ -828,8 +828,7 @@ export class DmaFence {
    * deadline is recorded (shared when published) and the driver's op is told in the home thread.
    */
   setDeadline(deadlineNs: bigint): void {
-    if (typeof deadlineNs !== 'bigint' || deadlineNs < 0n)
-      fail('EINVAL', 'deadline must be a non-negative bigint (ns)');
+    checkNs(deadlineNs, 'deadline');
     if (this.testSignaledFlag()) return;
     const ns = deadlineNs === 0n ? 1n : deadlineNs;
     if (this._deadline === 0n || ns < this._deadline) this._deadline = ns;

@@ -40,7 +40,7 @@
 
 import { SlotMap } from '../domain/_slotmap.js';
 import { Domain } from '../domain/domain.js';
-import { checkSignalOpts, describe, fail } from '../errors.js';
+import { checkNs, checkSignalOpts, describe, fail } from '../errors.js';
 import {
   F_CONTEXT,
   F_DRIVER,
@@ -977,8 +977,7 @@ export class DmaResv {
    */
   setDeadline(usage: DmaResvUsage, deadlineNs: bigint): void {
     checkUsage(usage);
-    if (typeof deadlineNs !== 'bigint' || deadlineNs < 0n)
-      fail('EINVAL', 'deadline must be a non-negative bigint (ns)');
+    checkNs(deadlineNs, 'deadline');
     for (const { fence } of this.fencesUnlocked(usage)) fence.setDeadline(deadlineNs);
   }
 
