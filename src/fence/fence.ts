@@ -352,12 +352,16 @@ export class DmaFence {
    * Different contexts: false. 32-bit wrap-around unless SEQNO64.
    */
   isLater(other: DmaFence): boolean {
+    if (!(other instanceof DmaFence))
+      fail('EINVAL', `isLater needs a DmaFence, got ${describe(other)}`);
     if (this.context !== other.context) return false;
     return seqnoIsLater(this.seqno, other.seqno, (this.flags & SEQNO64) !== 0);
   }
 
   /** `dma_fence_is_later_or_same`. */
   isLaterOrSame(other: DmaFence): boolean {
+    if (!(other instanceof DmaFence))
+      fail('EINVAL', `isLaterOrSame needs a DmaFence, got ${describe(other)}`);
     return this === other || this.isLater(other);
   }
 
@@ -366,6 +370,8 @@ export class DmaFence {
    * signaled (or the contexts differ).
    */
   static later(a: DmaFence, b: DmaFence): DmaFence | null {
+    if (!(a instanceof DmaFence) || !(b instanceof DmaFence))
+      fail('EINVAL', 'DmaFence.later needs two fences');
     if (a.context !== b.context) return null;
     const l = a.isLater(b) ? a : b;
     return l.isSignaled() ? null : l;
@@ -1022,7 +1028,8 @@ function viewOf(d: Domain, slot: number, gen: number, adopt: boolean): DmaFence 
 
 const napWord = new Int32Array(new SharedArrayBuffer(4));
 
-function checkTimeout(t: unknown): asserts t is number {
+/** A wait timeout in ms: a number >= 0 (Infinity allowed), or EINVAL. @internal */
+export function checkTimeout(t: unknown): asserts t is number {
   if (typeof t !== 'number' || Number.isNaN(t) || t < 0)
     fail('EINVAL', `timeout must be >= 0 ms, got ${describe(t)}`);
 }
@@ -1034,6 +1041,8 @@ function remaining(start: number, timeoutMs: number): number {
 
 /** The kernel's seqno order: `(int32)(a - b) > 0`, or plain `a > b` for 64-bit timelines. */
 export function seqnoIsLater(a: number, b: number, seqno64: boolean): boolean {
+  if (typeof a !== 'number' || typeof b !== 'number')
+    fail('EINVAL', `seqnoIsLater compares numbers, got ${describe(a)} and ${describe(b)}`);
   if (seqno64) return a > b;
   return ((a - b) | 0) > 0;
 }
