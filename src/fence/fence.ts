@@ -192,6 +192,13 @@ export interface LeafDescriptor {
   stub?: boolean;
 }
 
+/**
+ * Descriptors (the objects themselves) already consumed in this thread. A descriptor carries one
+ * reference: consuming the same object twice would take a reference somebody else holds. Only
+ * the same object is caught; a structured clone of a used descriptor is not.
+ */
+const consumedDescs = new WeakSet<object>();
+
 type Revive = (d: Domain, desc: any) => DmaFence;
 const revivers = new Map<string, Revive>();
 
@@ -881,6 +888,10 @@ export class DmaFence {
    */
   share(): FenceDescriptor {
     const d = Domain.current();
+    // A fence published in another domain has its slot there: a descriptor for this one would
+    // name a slot of the wrong table.
+    if (this._slot !== 0 && this._domain !== d)
+      fail('EXDEV', 'the fence belongs to another dmabuf domain');
     if (this.testSignaledFlag()) {
       return {
         t: 'fence',
@@ -970,11 +981,21 @@ export class DmaFence {
     }
     if (l.s === undefined) {
       if (l.stub === true) return DmaFence.getStub();
-      if (typeof l.ts !== 'bigint' || !Number.isInteger(l.e) || (l.e as number) > 0)
+      if (
+        typeof l.ts !== 'bigint' ||
+        l.ts < 0n ||
+        l.ts >= 2n ** 63n ||
+        !Number.isInteger(l.e) ||
+        (l.e as number) > 0 ||
+        (l.e as number) < -MAX_ERRNO ||
+        typeof l.f !== 'number' ||
+        (l.dn !== undefined && typeof l.dn !== 'string') ||
+        (l.tn !== undefined && typeof l.tn !== 'string')
+      )
         fail('EINVAL', 'bad signaled fence descriptor');
       const f = new DmaFence(remoteOps, l.c, l.q);
       f._remote = true;
-      f._names = [String(l.dn ?? ''), String(l.tn ?? '')];
+      f._names = [l.dn ?? '', l.tn ?? ''];
       f.flags |= (l.f & SEQNO64) | ENABLE_SIGNAL;
       f.finishSignal(l.ts, l.e as number); // no callbacks yet: nothing can throw
       return f;
@@ -983,10 +1004,12 @@ export class DmaFence {
     const gen = l.g as number;
     const t = d.tables.fence;
     if (!t.isSlot(slot) || !Number.isInteger(gen)) fail('EBADF', 'fence descriptor names no fence');
+    if (consumedDescs.has(l)) fail('EBADF', 'the fence descriptor was already consumed');
     // The descriptor carries a reference: prove it is still the same fence by taking another,
     // then drop the descriptor's.
     if (!slotTryGet(d, slot, gen)) fail('EBADF', 'stale fence descriptor');
     slotPut(d, slot);
+    consumedDescs.add(l);
     return viewOf(d, slot, gen, true);
   }
 

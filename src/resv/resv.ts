@@ -65,6 +65,7 @@ import {
   C_MAX,
   C_NEXT,
   CHUNK_ENTRIES,
+  consumeDescriptor,
   INLINE_ENTRIES,
   KIND_RESV,
   R_COUNT,
@@ -401,6 +402,7 @@ export class DmaResv {
     d.checkId(desc.d);
     if (!recordCheck(d, desc.s, desc.g, KIND_RESV))
       fail('EBADF', 'stale reservation object descriptor');
+    if (!consumeDescriptor(desc)) fail('EBADF', 'the reservation descriptor was already consumed');
     const existing = views.get(desc.s)?.deref();
     if (existing !== undefined && existing._gen === desc.g && !existing.dead) {
       recordPut(d, desc.s);

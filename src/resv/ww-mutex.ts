@@ -52,6 +52,7 @@ import { waitWhileEqualsAsync, waitWhileEqualsSync } from '../domain/_wait.js';
 import { Domain } from '../domain/domain.js';
 import { checkSignalOpts, DmaBufError, describe, fail } from '../errors.js';
 import {
+  consumeDescriptor,
   FLAG_OWNER_DIED,
   KIND_MUTEX,
   lockValue,
@@ -290,8 +291,10 @@ export class WwMutex {
     if (desc === null || typeof desc !== 'object' || desc.t !== 'ww-mutex')
       fail('EINVAL', 'not a ww-mutex descriptor');
     d.checkId(desc.d);
-    if (typeof desc.c !== 'string') fail('EINVAL', 'ww-mutex descriptor has no class');
+    if (typeof desc.c !== 'string' || desc.c.length === 0 || desc.c.length > 64)
+      fail('EINVAL', 'ww-mutex descriptor has no valid class name');
     if (!recordCheck(d, desc.s, desc.g, KIND_MUTEX)) fail('EBADF', 'stale ww-mutex descriptor');
+    if (!consumeDescriptor(desc)) fail('EBADF', 'the ww-mutex descriptor was already consumed');
     const existing = views.get(desc.s)?.deref();
     if (existing !== undefined && existing._gen === desc.g && !existing.dead) {
       recordPut(d, desc.s);
