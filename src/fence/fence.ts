@@ -874,7 +874,11 @@ export class DmaFence {
       this.signal();
     }
     const shared = this._slot !== 0;
-    this.dropSlot();
+    // The home view of a published fence that has not signaled keeps its slot: other threads
+    // hold references and wait on it, and only a signal through this object (or the home
+    // thread's exit) can reach them. Dropping it left them waiting and the slot leaked; it is
+    // dropped when the fence signals, as garbage collection would never have dropped it earlier.
+    if (this._remote || !shared || this.testSignaledFlag()) this.dropSlot();
     if (!this._remote) this.ops.release?.(this);
     // A published fence reports its destruction when its shared slot is freed (slotPut).
     if (!shared) trace('fenceDestroy', () => ({ context: this.context, seqno: this.seqno }));
