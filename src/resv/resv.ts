@@ -219,6 +219,8 @@ export class DmaResvIter implements IterableIterator<DmaResvEntry> {
 
   /** @internal use {@link DmaResv#fencesUnlocked} */
   constructor(resv: DmaResv, usage: DmaResvUsage, keepRefs = false, withSignaled = false) {
+    if (!(resv instanceof DmaResv)) fail('EINVAL', `not a reservation object: ${describe(resv)}`);
+    checkUsage(usage);
     this.resv = resv;
     this.usage = usage;
     this.keepRefs = keepRefs;
@@ -251,6 +253,8 @@ export class DmaResvIter implements IterableIterator<DmaResvEntry> {
    */
   _advance(): boolean {
     const resv = this.resv;
+    // After fini the record may belong to another object: never read it.
+    if (resv._dead) fail('EBADF', 'reservation object used after fini()');
     let restart = !this.started || resv._listRef() !== this.ref;
     this.started = true;
     this.isRestarted = false;
@@ -352,7 +356,7 @@ export class DmaResv {
   private mutex: WwMutex | null = null;
   /** This thread's fence objects for entries (slot → gen, fence): keeps identity stable. */
   private objs: Map<number, { gen: number; fence: DmaFence }> | null = null;
-  private dead = false;
+  /** @internal set by fini() */ _dead = false;
 
   /** `dma_resv_init`: a new, unlocked reservation object without fences. */
   constructor() {
@@ -377,6 +381,8 @@ export class DmaResv {
    * and writers), a read for WRITE (writers only).
    */
   static usageRw(write: boolean): DmaResvUsage {
+    if (typeof write !== 'boolean')
+      fail('EINVAL', `usageRw takes a boolean, got ${describe(write)}`);
     return write ? DmaResvUsage.READ : DmaResvUsage.WRITE;
   }
 
@@ -404,7 +410,7 @@ export class DmaResv {
       fail('EBADF', 'stale reservation object descriptor');
     if (!consumeDescriptor(desc)) fail('EBADF', 'the reservation descriptor was already consumed');
     const existing = views.get(desc.s)?.deref();
-    if (existing !== undefined && existing._gen === desc.g && !existing.dead) {
+    if (existing !== undefined && existing._gen === desc.g && !existing._dead) {
       recordPut(d, desc.s);
       return existing;
     }
@@ -425,9 +431,9 @@ export class DmaResv {
    * (EBADF).
    */
   fini(): void {
-    if (this.dead) return;
+    if (this._dead) return;
     if (this.mutex?.isHeld()) fail('EBUSY', 'fini of a reservation object this thread holds');
-    this.dead = true;
+    this._dead = true;
     this.objs = null;
     collected.unregister(this);
     const ref = views.get(this._slot);
@@ -440,7 +446,7 @@ export class DmaResv {
   }
 
   private check(): void {
-    if (this.dead) fail('EBADF', 'reservation object used after fini()');
+    if (this._dead) fail('EBADF', 'reservation object used after fini()');
   }
 
   // ---- locking -------------------------------------------------------------------------------

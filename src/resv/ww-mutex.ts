@@ -104,6 +104,8 @@ export class WwClass {
   constructor(name: string, opts: { waitDie?: boolean } = {}) {
     if (typeof name !== 'string' || name.length === 0 || name.length > 64)
       fail('EINVAL', `ww class name must be a string of 1..64 characters, got ${describe(name)}`);
+    if (opts !== undefined && (opts === null || typeof opts !== 'object'))
+      fail('EINVAL', `ww class options must be an object, got ${describe(opts)}`);
     if ((opts?.waitDie ?? true) !== true)
       fail('EINVAL', 'wound-wait ww classes are not implemented; use a wait-die class');
     this.name = name;
@@ -334,6 +336,7 @@ export class WwMutex {
 
   /** `ww_mutex_is_locked`: whether anybody holds it. May be stale by the time it is read. */
   isLocked(): boolean {
+    this.check();
     return Atomics.load(this._d.tables.resv.i64, this.li) !== 0n;
   }
 
@@ -342,6 +345,9 @@ export class WwMutex {
    * of one thread holding context-free locks cannot be told apart).
    */
   isHeld(ctx?: WwAcquireCtx | null): boolean {
+    this.check();
+    if (ctx !== undefined && ctx !== null && !(ctx instanceof WwAcquireCtx))
+      fail('EINVAL', `not a WwAcquireCtx: ${describe(ctx)}`);
     const owner = Atomics.load(this._d.tables.resv.i32, this._b + R_LOCK_OWNER);
     if (owner === 0) return false;
     if (ctx !== undefined && ctx !== null) return owner === ctx._owner;
@@ -356,6 +362,7 @@ export class WwMutex {
 
   /** The context holding the lock when one of this thread's contexts does, else null. */
   get lockingCtx(): WwAcquireCtx | null {
+    this.check();
     const owner = Atomics.load(this._d.tables.resv.i32, this._b + R_LOCK_OWNER);
     return owner === 0 ? null : (holding.get(owner) ?? null);
   }
@@ -366,6 +373,7 @@ export class WwMutex {
    * half-changed state.
    */
   get ownerDied(): boolean {
+    this.check();
     return this.died;
   }
 
@@ -441,6 +449,7 @@ export class WwMutex {
    * not hold it.
    */
   unlock(): void {
+    this.check();
     const t = this._d.tables.resv;
     const owner = Atomics.load(t.i32, this._b + R_LOCK_OWNER);
     if (owner === 0) fail('EPERM', 'unlock of an unlocked ww-mutex');
