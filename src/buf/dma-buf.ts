@@ -269,6 +269,7 @@ export class DmaBufMap {
 
   /** @internal */
   constructor(core: BufCore, gen: number, segments: DmaBufSegment[]) {
+    if (!(core instanceof BufCore)) fail('EINVAL', 'DmaBufMap is made by DmaBuf#vmap');
     this.segments = Object.freeze(segments.map((s) => Object.freeze(s)));
     this.view =
       segments.length === 1
@@ -432,7 +433,7 @@ export class DmaBuf {
 
   /** Whether the exporter revoked the buffer (attach, map and mmap then fail with ENODEV). */
   get revoked(): boolean {
-    return this._core.revoked;
+    return this.live('revoked').revoked;
   }
 
   /** Whether this object is still a usable reference (false after put or release). */
@@ -442,32 +443,36 @@ export class DmaBuf {
 
   /** The file refcount: handles, references and armed poll callbacks in every thread. May be stale. */
   get refcount(): number {
-    return this._core.refs;
+    return this.live('refcount').refs;
   }
 
   /** Attachments currently on the buffer's list (any thread). May be stale. */
   get attachmentCount(): number {
-    return Atomics.load(this._core.i32, this._core.b + B_ATT_COUNT);
+    const core = this.live('attachmentCount');
+    return Atomics.load(core.i32, core.b + B_ATT_COUNT);
   }
 
   /** The vmap counter. */
   get vmapCount(): number {
-    return Atomics.load(this._core.i32, this._core.b + B_VMAP_COUNT);
+    const core = this.live('vmapCount');
+    return Atomics.load(core.i32, core.b + B_VMAP_COUNT);
   }
 
   /** Six shared words for the exporter's buffer-wide state (any thread sees them). */
   get exporterWords(): Int32Array {
-    const t = this._core.d.tables.buf;
-    return new Int32Array(t.sab, (this._core.b + B_EXP) * 4, B_EXP_WORDS);
+    // After the release the record may belong to another buffer: no view of it.
+    const core = this.live('exporterWords');
+    return new Int32Array(core.d.tables.buf.sab, (core.b + B_EXP) * 4, B_EXP_WORDS);
   }
 
   /** The name set with {@link setName}, or null. Read without tearing; may be stale. */
   get name(): string | null {
-    return readName(this._core);
+    return readName(this.live('name'));
   }
 
   toString(): string {
-    return `DmaBuf(ino ${this.inode}, ${this.size} bytes, ${this.expName}${this.name !== null ? `, ${this.name}` : ''})`;
+    const name = this.alive ? readName(this._core) : null;
+    return `DmaBuf(ino ${this.inode}, ${this.size} bytes, ${this.expName}${name !== null ? `, ${name}` : ''})`;
   }
 
   // ---- references and handles --------------------------------------------------------------------------
@@ -729,6 +734,7 @@ export class DmaBuf {
     opts: { write?: boolean } = {},
     what = 'mmapSegments',
   ): Promise<Uint8Array[]> {
+    if (typeof what !== 'string') fail('EINVAL', 'mmapSegments: the name of the call is a string');
     const core = this.live(what);
     forbidHeld(core.resv, what);
     checkUint(offset, `${what} offset`);
