@@ -325,6 +325,8 @@ export class DmaBuf {
       fail('EINVAL', 'export needs an exporter name (expName)');
     if (info.resv !== undefined && !(info.resv instanceof DmaResv))
       fail('EINVAL', 'resv must be a DmaResv');
+    if (info.resv !== undefined && info.resv._d !== Domain.current())
+      fail('EXDEV', 'resv belongs to another dmabuf domain');
     if (shared !== undefined) {
       if (shared === null || typeof shared !== 'object' || typeof shared.kind !== 'string')
         fail('EINVAL', 'shared must be { kind, data }');
