@@ -10,7 +10,7 @@
  * Both fast paths can be switched off ({@link setWaitPolicy}); tests drive every combination.
  */
 
-import { DmaBufError } from '../errors.js';
+import { checkUint, DmaBufError, describe, fail } from '../errors.js';
 
 export interface WaitPolicy {
   /** Iterations of `Atomics.load` before a sync wait blocks. 0 disables spinning. */
@@ -28,10 +28,23 @@ export function getWaitPolicy(): WaitPolicy {
   return { ...policy };
 }
 
-/** Changes the wait policy of this thread. Returns the previous one. */
+/**
+ * Changes the wait policy of this thread. Returns the previous one. EINVAL (and nothing changed)
+ * for a spin count that is not a 32-bit count or a `useWaitAsync` that is not a boolean.
+ */
 export function setWaitPolicy(p: Partial<WaitPolicy>): WaitPolicy {
+  if (p === null || typeof p !== 'object')
+    fail('EINVAL', `setWaitPolicy takes an object, got ${describe(p)}`);
+  for (const k of ['spinSync', 'spinAsync'] as const) {
+    if (p[k] !== undefined && checkUint(p[k], k) > 0xffff_ffff)
+      fail('EINVAL', `${k} must be a 32-bit count`);
+  }
+  if (p.useWaitAsync !== undefined && typeof p.useWaitAsync !== 'boolean')
+    fail('EINVAL', 'useWaitAsync must be a boolean');
   const old = { ...policy };
-  Object.assign(policy, p);
+  if (p.spinSync !== undefined) policy.spinSync = p.spinSync;
+  if (p.spinAsync !== undefined) policy.spinAsync = p.spinAsync;
+  if (p.useWaitAsync !== undefined) policy.useWaitAsync = p.useWaitAsync;
   return old;
 }
 
