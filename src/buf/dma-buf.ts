@@ -76,6 +76,7 @@ import {
   refPutRecord,
   refTryGet,
   resvRef,
+  resvUnref,
   setBorrowedFactory,
 } from './_core.js';
 import {
@@ -345,11 +346,17 @@ export class DmaBuf {
     const embedded = info.resv === undefined;
     let resv: DmaResv | undefined;
     let slot = 0;
+    let rs = 0;
+    let rg = 0;
     const t = d.tables.buf;
     try {
       resv = info.resv ?? new DmaResv();
+      // The buffer's reference on the reservation record: EBADF for a finished object, before
+      // any buffer record is taken.
+      [rs, rg] = resvRef(resv);
       slot = t.alloc();
     } catch (e) {
+      if (rs !== 0) resvUnref(d, rs);
       if (embedded) resv?.fini();
       owner?.put?.();
       throw e;
@@ -364,7 +371,6 @@ export class DmaBuf {
     if (ops.mmap !== undefined) bf |= BF_HAS_MMAP;
     if (ops.vmap !== undefined) bf |= BF_HAS_VMAP;
     if (ops.beginCpuAccess !== undefined || ops.endCpuAccess !== undefined) bf |= BF_HAS_CPU;
-    const [rs, rg] = resvRef(resv!);
     i32[b + B_HOME] = d.thread;
     i32[b + B_FFLAGS] = flags & (O_ACCMODE | O_NONBLOCK);
     i32[b + B_EXPNAME] = d.strings.intern(expName);

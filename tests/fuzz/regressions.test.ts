@@ -295,6 +295,27 @@ describe('fuzz regressions: buffers', () => {
     assert.equal(DmaBuf.iterBegin(), null);
   });
 
+  it('export with a finished reservation object is EBADF and takes no buffer record (debug off)', () => {
+    const debug = setDmaBufDebug(false); // debug mode refused it earlier, in forbidHeld
+    try {
+      const before = Domain.current().tables.buf.highWater;
+      const used = (): number => {
+        const t = Domain.current().tables.buf;
+        let n = 0;
+        for (let s = 1; s < t.highWater; s++) if (t.isAllocated(s)) n++;
+        return n;
+      };
+      const n = used();
+      const r = new DmaResv();
+      r.fini();
+      throws(() => new MockExporter({ size: 4096, resv: r }).export(), 'EBADF');
+      assert.equal(used(), n, 'no buffer record leaked');
+      assert.ok(Domain.current().tables.buf.highWater >= before);
+    } finally {
+      setDmaBufDebug(debug);
+    }
+  });
+
   it('export with a reservation object of another domain is EXDEV', () => {
     const r = inForeign(() => new DmaResv());
     throws(() => new MockExporter({ size: 4096, resv: r }).export(), 'EXDEV');
