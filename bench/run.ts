@@ -10,6 +10,7 @@
 import { type Bench, printTable, type Result, report, runOptions } from './_harness.js';
 import { bufBench } from './buf.bench.js';
 import { bufferShare } from './buffer-share.js';
+import { debugCost } from './debug-cost.js';
 import { fenceSignal } from './fence-signal.js';
 import { fenceWake } from './fence-wake.js';
 import { pipelineBenches } from './pipeline.js';
@@ -25,6 +26,7 @@ export const BENCHES: readonly Bench[] = [
   bufferShare,
   bufBench,
   ...pipelineBenches,
+  debugCost,
 ];
 
 async function main(argv: readonly string[]): Promise<void> {

@@ -45,10 +45,19 @@ export class DmaBufError extends Error {
   readonly code: ErrnoCode;
   readonly errno: number;
 
+  /**
+   * A code dmabuf does not know becomes EIO (with the code named in the message), so that `errno`
+   * is always a real errno; a message that is not a string is described rather than thrown on.
+   */
   constructor(code: ErrnoCode, message: string, options?: { cause?: unknown }) {
-    super(`${code}: ${message}`, options);
-    this.code = code;
-    this.errno = -ERRNO[code];
+    const known = typeof code === 'string' && Object.hasOwn(ERRNO, code);
+    const text = typeof message === 'string' ? message : describe(message);
+    super(
+      known ? `${code}: ${text}` : `EIO: unknown error code ${describe(code)}: ${text}`,
+      options,
+    );
+    this.code = known ? code : 'EIO';
+    this.errno = -ERRNO[this.code];
   }
 }
 
@@ -59,6 +68,7 @@ export function fail(code: ErrnoCode, message: string): never {
 
 /** The symbolic code of a negative errno, or undefined for a value dmabuf does not know. */
 export function codeOf(errno: number): ErrnoCode | undefined {
+  if (typeof errno !== 'number') return undefined;
   const n = -errno;
   for (const k of Object.keys(ERRNO) as ErrnoCode[]) if (ERRNO[k] === n) return k;
   return undefined;
@@ -74,12 +84,20 @@ export function serializeError(e: unknown): SerializedError {
   if (e instanceof DmaBufError)
     return { code: e.code, message: e.message.slice(e.code.length + 2) };
   if (e instanceof Error) return { code: 'EIO', message: `${e.name}: ${e.message}` };
-  return { code: 'EIO', message: String(e) };
+  return { code: 'EIO', message: describe(e) };
 }
 
+/**
+ * Rebuilds an error sent with {@link serializeError}. An unknown code becomes EIO; a malformed wire
+ * form (not an object, a message that is not a string) is rebuilt as EIO rather than thrown.
+ */
 export function deserializeError(s: SerializedError): DmaBufError {
-  const code = (s.code in ERRNO ? s.code : 'EIO') as ErrnoCode;
-  return new DmaBufError(code, s.message);
+  if (s === null || typeof s !== 'object')
+    return new DmaBufError('EIO', `malformed error from another thread: ${describe(s)}`);
+  const code = (
+    typeof s.code === 'string' && Object.hasOwn(ERRNO, s.code) ? s.code : 'EIO'
+  ) as ErrnoCode;
+  return new DmaBufError(code, typeof s.message === 'string' ? s.message : describe(s.message));
 }
 
 // ---- validation helpers shared by every public entry point ------------------------------------
@@ -105,6 +123,30 @@ export function checkFlags(value: unknown, valid: number, what: string): number 
   }
   if ((value & ~valid) !== 0) fail('EINVAL', `${what} has unknown bits: 0x${value.toString(16)}`);
   return value;
+}
+
+/** Largest value a shared 64-bit time word holds (timestamps and deadlines, ns). */
+const I64_MAX = 2n ** 63n - 1n;
+
+/** Nanoseconds as a bigint that fits the shared signed 64-bit words (0 ≤ v < 2^63), or EINVAL. */
+export function checkNs(value: unknown, what: string): bigint {
+  if (typeof value !== 'bigint' || value < 0n || value > I64_MAX)
+    fail('EINVAL', `${what} must be a bigint of nanoseconds in [0, 2^63), got ${describe(value)}`);
+  return value;
+}
+
+/**
+ * The `{ signal?: AbortSignal }` options of a call that may wait: omitted, or an object whose
+ * `signal` is absent or an AbortSignal. EINVAL otherwise. Returns the signal.
+ */
+export function checkSignalOpts(opts: unknown, what: string): AbortSignal | undefined {
+  if (opts === undefined) return undefined;
+  if (opts === null || typeof opts !== 'object')
+    fail('EINVAL', `${what}: options must be an object, got ${describe(opts)}`);
+  const signal = (opts as { signal?: unknown }).signal;
+  if (signal !== undefined && !(signal instanceof AbortSignal))
+    fail('EINVAL', `${what}: options.signal must be an AbortSignal, got ${describe(signal)}`);
+  return signal;
 }
 
 /** Short, safe description of an arbitrary value for error messages. */

@@ -74,7 +74,8 @@ export class BufCore {
   readonly fileFlags: number;
   readonly dynamic: boolean;
   readonly shareable: boolean;
-  readonly resv: DmaResv;
+  /** This thread's view of the buffer's reservation object (see {@link resv}). */
+  #resv: DmaResv;
   /** Exporter ops usable in this thread (home, or rebuilt from a shared exporter), else null. */
   ops: DmaBufOps | null;
   priv: unknown;
@@ -131,11 +132,26 @@ export class BufCore {
     const bf = Atomics.load(i32, this.b + B_BFLAGS);
     this.dynamic = (bf & BF_DYNAMIC) !== 0;
     this.shareable = (bf & BF_SHAREABLE) !== 0;
-    this.resv = resv;
+    this.#resv = resv;
     this.ops = ops;
     this.priv = priv;
     this.sharedData = null;
     if (makeBorrowed !== undefined) this.borrowed = makeBorrowed(this);
+  }
+
+  /**
+   * The buffer's reservation object. The view is this thread's shared one (the exporter's own
+   * object, for a buffer exported with `resv`): if its holder ended it with `fini()`, a fresh view
+   * is made — the buffer record keeps its own reference on the reservation record, so the record
+   * outlives every view, and the buffer must not become unusable because somebody else finished
+   * theirs.
+   */
+  get resv(): DmaResv {
+    if (this.#resv._dead) {
+      const t = this.d.tables.buf;
+      this.#resv = resvFromRef(this.d, t.i32[this.b + B_RESV_SLOT]!, t.i32[this.b + B_RESV_GEN]!);
+    }
+    return this.#resv;
   }
 
   get i32(): Int32Array {

@@ -28,11 +28,11 @@
 import { SlotMap } from '../domain/_slotmap.js';
 import { waitWhileEqualsAsync } from '../domain/_wait.js';
 import { Domain } from '../domain/domain.js';
-import { DmaBufError, describe, fail } from '../errors.js';
+import { checkSignalOpts, DmaBufError, describe, fail } from '../errors.js';
 import { DmaResvUsage } from '../resv/resv.js';
 import { trace, warn } from '../trace.js';
 import {
-  type BufCore,
+  BufCore,
   bufKey,
   callHome,
   coreFor,
@@ -121,6 +121,9 @@ export class DmaBufAttachment {
   /** @internal exporter-side maps made for a remote importer */
   readonly _exporterMaps = new Map<number, ExporterMap>();
   /** @internal */ _mapSeq = 0;
+  /** The DYNAMIC, P2P and INVALIDATE flags, fixed at attach (read once: after detach the record
+   * may belong to another attachment). */
+  readonly #flags: number;
 
   /** @internal use DmaBuf#attach / DmaBuf#dynamicAttach. */
   constructor(
@@ -132,6 +135,10 @@ export class DmaBufAttachment {
     importerPriv: unknown,
     importer: boolean,
   ) {
+    if (!(core instanceof BufCore))
+      fail('EINVAL', 'an attachment is made by DmaBuf#attach or DmaBuf#dynamicAttach');
+    const at = core.d.tables.attach;
+    this.#flags = Atomics.load(at.i32, at.base(slot) + A_FLAGS);
     this._core = core;
     this._slot = slot;
     this._gen = gen;
@@ -157,7 +164,15 @@ export class DmaBufAttachment {
   }
 
   private get flags(): number {
-    return Atomics.load(this._core.d.tables.attach.i32, this.rec + A_FLAGS);
+    return this.#flags;
+  }
+
+  /** The record's Int32 index while it is still this attachment's; EINVAL once detached. */
+  private liveRec(what: string): number {
+    const at = this._core.d.tables.attach;
+    if (at.gen(this._slot) !== this._gen || !at.isAllocated(this._slot))
+      fail('EINVAL', `${what}: the attachment was detached`);
+    return this.rec;
   }
 
   /** The buffer (a view holding no reference: the importer holds its own). */
@@ -185,13 +200,13 @@ export class DmaBufAttachment {
 
   /** Mappings made through this attachment and not yet unmapped (all threads). */
   get mapCount(): number {
-    return Atomics.load(this._core.d.tables.attach.i32, this.rec + A_MAPS);
+    return Atomics.load(this._core.d.tables.attach.i32, this.liveRec('mapCount') + A_MAPS);
   }
 
   /** Four shared words for the exporter's per-attachment state (any thread sees them). */
   get exporterWords(): Int32Array {
     const t = this._core.d.tables.attach;
-    return new Int32Array(t.sab, (this.rec + A_EXP) * 4, A_EXP_WORDS);
+    return new Int32Array(t.sab, (this.liveRec('exporterWords') + A_EXP) * 4, A_EXP_WORDS);
   }
 
   /** @internal EINVAL once detached, EBADF once the buffer is gone. */
@@ -241,6 +256,7 @@ export class DmaBufAttachment {
   ): Promise<DmaBufMapping> {
     this._checkUsable('mapAttachment');
     checkDirection(direction);
+    checkSignalOpts(opts, 'mapAttachment');
     const core = this._core;
     requireHeld(core.resv, 'mapAttachment');
     core.checkNotRevoked('mapAttachment');
@@ -292,6 +308,8 @@ export class DmaBufAttachment {
       fail('EINVAL', 'unmapAttachment: not a mapping of this attachment');
     if (mapping._unmapped) fail('EINVAL', 'unmapAttachment: already unmapped');
     if (!this._importer) fail('EINVAL', "unmapAttachment: not the importer's attachment object");
+    // Its record is gone (the counters would land on another attachment's).
+    if (this._detached) fail('EINVAL', 'unmapAttachment: the attachment was detached');
     const core = this._core;
     requireHeld(core.resv, 'unmapAttachment');
     mapping._unmapped = true;
@@ -314,9 +332,10 @@ export class DmaBufAttachment {
   ): Promise<DmaBufMapping> {
     this._checkUsable('mapAttachmentUnlocked');
     checkDirection(direction);
+    const signal = checkSignalOpts(opts, 'mapAttachmentUnlocked');
     const resv = this._core.resv;
     forbidHeld(resv, 'mapAttachmentUnlocked');
-    await lockOrThrow(resv, opts.signal);
+    await lockOrThrow(resv, signal);
     try {
       return await this.mapAttachment(direction, opts);
     } finally {
@@ -371,6 +390,8 @@ export class DmaBufMapping {
     pinOnMap: boolean,
     inval: number,
   ) {
+    if (!(attachment instanceof DmaBufAttachment))
+      fail('EINVAL', 'a mapping is made by DmaBufAttachment#mapAttachment');
     this.attachment = attachment;
     this.direction = direction;
     this.segments = segments;

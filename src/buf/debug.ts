@@ -20,7 +20,7 @@
  */
 
 import { assertNotHeld, isDebug, setDebug } from '../debug/lockdep.js';
-import { DmaBufError, fail } from '../errors.js';
+import { DmaBufError, describe, fail } from '../errors.js';
 import type { DmaResv } from '../resv/resv.js';
 
 /**
@@ -28,7 +28,9 @@ import type { DmaResv } from '../resv/resv.js';
  * lockdep-lite's `setDebug` (and `DMABUF_DEBUG=1`).
  */
 export function setDmaBufDebug(on: boolean): boolean {
-  return setDebug(on === true);
+  if (typeof on !== 'boolean')
+    fail('EINVAL', `setDmaBufDebug takes a boolean, got ${describe(on)}`);
+  return setDebug(on);
 }
 
 /** Whether debug mode is on in this thread. */

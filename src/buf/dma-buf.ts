@@ -41,7 +41,15 @@
 import { mightAlloc } from '../debug/lockdep.js';
 import { waitWhileEqualsAsync } from '../domain/_wait.js';
 import { Domain, onThreadExit } from '../domain/domain.js';
-import { checkFlags, checkUint, codeOf, DmaBufError, describe, fail } from '../errors.js';
+import {
+  checkFlags,
+  checkSignalOpts,
+  checkUint,
+  codeOf,
+  DmaBufError,
+  describe,
+  fail,
+} from '../errors.js';
 import { DmaFence, DmaFenceCb } from '../fence/fence.js';
 import { unwrapFences } from '../fence/fence-unwrap.js';
 import { DmaResv, DmaResvUsage } from '../resv/resv.js';
@@ -68,6 +76,7 @@ import {
   refPutRecord,
   refTryGet,
   resvRef,
+  resvUnref,
   setBorrowedFactory,
   vmapHoldAdd,
 } from './_core.js';
@@ -264,6 +273,7 @@ export class DmaBufMap {
 
   /** @internal */
   constructor(core: BufCore, gen: number, segments: DmaBufSegment[]) {
+    if (!(core instanceof BufCore)) fail('EINVAL', 'DmaBufMap is made by DmaBuf#vmap');
     this.segments = Object.freeze(segments.map((s) => Object.freeze(s)));
     this.view =
       segments.length === 1
@@ -319,6 +329,8 @@ export class DmaBuf {
       fail('EINVAL', 'export needs an exporter name (expName)');
     if (info.resv !== undefined && !(info.resv instanceof DmaResv))
       fail('EINVAL', 'resv must be a DmaResv');
+    if (info.resv !== undefined && info.resv._d !== Domain.current())
+      fail('EXDEV', 'resv belongs to another dmabuf domain');
     if (shared !== undefined) {
       if (shared === null || typeof shared !== 'object' || typeof shared.kind !== 'string')
         fail('EINVAL', 'shared must be { kind, data }');
@@ -337,11 +349,17 @@ export class DmaBuf {
     const embedded = info.resv === undefined;
     let resv: DmaResv | undefined;
     let slot = 0;
+    let rs = 0;
+    let rg = 0;
     const t = d.tables.buf;
     try {
       resv = info.resv ?? new DmaResv();
+      // The buffer's reference on the reservation record: EBADF for a finished object, before
+      // any buffer record is taken.
+      [rs, rg] = resvRef(resv);
       slot = t.alloc();
     } catch (e) {
+      if (rs !== 0) resvUnref(d, rs);
       if (embedded) resv?.fini();
       owner?.put?.();
       throw e;
@@ -356,7 +374,6 @@ export class DmaBuf {
     if (ops.mmap !== undefined) bf |= BF_HAS_MMAP;
     if (ops.vmap !== undefined) bf |= BF_HAS_VMAP;
     if (ops.beginCpuAccess !== undefined || ops.endCpuAccess !== undefined) bf |= BF_HAS_CPU;
-    const [rs, rg] = resvRef(resv!);
     i32[b + B_HOME] = d.thread;
     i32[b + B_FFLAGS] = flags & (O_ACCMODE | O_NONBLOCK);
     i32[b + B_EXPNAME] = d.strings.intern(expName);
@@ -427,7 +444,7 @@ export class DmaBuf {
 
   /** Whether the exporter revoked the buffer (attach, map and mmap then fail with ENODEV). */
   get revoked(): boolean {
-    return this._core.revoked;
+    return this.live('revoked').revoked;
   }
 
   /** Whether this object is still a usable reference (false after put or release). */
@@ -437,32 +454,36 @@ export class DmaBuf {
 
   /** The file refcount: handles, references and armed poll callbacks in every thread. May be stale. */
   get refcount(): number {
-    return this._core.refs;
+    return this.live('refcount').refs;
   }
 
   /** Attachments currently on the buffer's list (any thread). May be stale. */
   get attachmentCount(): number {
-    return Atomics.load(this._core.i32, this._core.b + B_ATT_COUNT);
+    const core = this.live('attachmentCount');
+    return Atomics.load(core.i32, core.b + B_ATT_COUNT);
   }
 
   /** The vmap counter. */
   get vmapCount(): number {
-    return Atomics.load(this._core.i32, this._core.b + B_VMAP_COUNT);
+    const core = this.live('vmapCount');
+    return Atomics.load(core.i32, core.b + B_VMAP_COUNT);
   }
 
   /** Six shared words for the exporter's buffer-wide state (any thread sees them). */
   get exporterWords(): Int32Array {
-    const t = this._core.d.tables.buf;
-    return new Int32Array(t.sab, (this._core.b + B_EXP) * 4, B_EXP_WORDS);
+    // After the release the record may belong to another buffer: no view of it.
+    const core = this.live('exporterWords');
+    return new Int32Array(core.d.tables.buf.sab, (core.b + B_EXP) * 4, B_EXP_WORDS);
   }
 
   /** The name set with {@link setName}, or null. Read without tearing; may be stale. */
   get name(): string | null {
-    return readName(this._core);
+    return readName(this.live('name'));
   }
 
   toString(): string {
-    return `DmaBuf(ino ${this.inode}, ${this.size} bytes, ${this.expName}${this.name !== null ? `, ${this.name}` : ''})`;
+    const name = this.alive ? readName(this._core) : null;
+    return `DmaBuf(ino ${this.inode}, ${this.size} bytes, ${this.expName}${name !== null ? `, ${name}` : ''})`;
   }
 
   // ---- references and handles --------------------------------------------------------------------------
@@ -658,8 +679,9 @@ export class DmaBuf {
    */
   async revoke(opts: { signal?: AbortSignal } = {}): Promise<void> {
     const core = this.live('revoke');
+    const signal = checkSignalOpts(opts, 'revoke');
     forbidHeld(core.resv, 'revoke');
-    await lockOrThrow(core.resv, opts.signal);
+    await lockOrThrow(core.resv, signal);
     try {
       Atomics.or(core.i32, core.b + B_BFLAGS, BF_REVOKED);
       invalidateMappingsImpl(core);
@@ -667,7 +689,7 @@ export class DmaBuf {
     } finally {
       core.resv.unlock();
     }
-    await waitForUnmaps(core, opts.signal);
+    await waitForUnmaps(core, signal);
   }
 
   // ---- CPU access -------------------------------------------------------------------------------------------
@@ -683,6 +705,7 @@ export class DmaBuf {
   ): Promise<number> {
     const core = this.live('beginCpuAccess');
     checkDirection(direction);
+    checkSignalOpts(opts, 'beginCpuAccess');
     forbidHeld(core.resv, 'beginCpuAccess');
     await exporterCpu(core, false, direction);
     const write = direction === DMA_BIDIRECTIONAL || direction === DMA_TO_DEVICE;
@@ -722,6 +745,7 @@ export class DmaBuf {
     opts: { write?: boolean } = {},
     what = 'mmapSegments',
   ): Promise<Uint8Array[]> {
+    if (typeof what !== 'string') fail('EINVAL', 'mmapSegments: the name of the call is a string');
     const core = this.live(what);
     forbidHeld(core.resv, what);
     checkUint(offset, `${what} offset`);
@@ -878,7 +902,8 @@ export class DmaBuf {
     opts: { timeoutMs?: number; signal?: AbortSignal } = {},
   ): Promise<number> {
     const core = this.live('pollAsync');
-    const timeout = opts.timeoutMs ?? Infinity;
+    const signal = checkSignalOpts(opts, 'pollAsync');
+    const timeout = opts?.timeoutMs === undefined ? Infinity : opts.timeoutMs;
     if (typeof timeout !== 'number' || Number.isNaN(timeout) || timeout < 0)
       fail('EINVAL', 'pollAsync timeout must be >= 0');
     const start = performance.now();
@@ -889,7 +914,7 @@ export class DmaBuf {
       if (r !== 0 || (events & (EPOLLIN | EPOLLOUT)) === 0) return r;
       const left = timeout - (performance.now() - start);
       if (left <= 0) return 0;
-      await waitWhileEqualsAsync(i32, core.b + B_POLL_SEQ, seq, left, { signal: opts.signal });
+      await waitWhileEqualsAsync(i32, core.b + B_POLL_SEQ, seq, left, { signal });
     }
   }
 
@@ -901,6 +926,7 @@ export class DmaBuf {
   async sync(flags: number | bigint, opts: { signal?: AbortSignal } = {}): Promise<number> {
     this.live('sync');
     const f = checkFlags(flags, DMA_BUF_SYNC_VALID_FLAGS_MASK, 'sync flags');
+    checkSignalOpts(opts, 'sync');
     let dir: DmaDataDirection;
     switch (f & DMA_BUF_SYNC_RW) {
       case DMA_BUF_SYNC_READ:
@@ -1062,6 +1088,7 @@ export class DmaBuf {
    * interruptibly: `signal`). Call without holding any buffer's lock.
    */
   static async bufinfo(opts: { signal?: AbortSignal } = {}): Promise<string> {
+    const signal = checkSignalOpts(opts, 'bufinfo');
     const d = Domain.current();
     const t = d.tables.buf;
     const found: { slot: number; gen: number; inode: number }[] = [];
@@ -1085,7 +1112,7 @@ export class DmaBuf {
       for (; i < found.length; i++) {
         const { slot, gen } = found[i]!;
         const core = coreFor(d, slot, gen);
-        await lockOrThrow(core.resv, opts.signal);
+        await lockOrThrow(core.resv, signal);
         let devs: string[];
         let line: string;
         try {

@@ -12,7 +12,7 @@
  */
 
 import type { Domain } from '../domain/domain.js';
-import { describe, fail } from '../errors.js';
+import { checkFlags, describe, fail } from '../errors.js';
 import { H_BUF_GEN, H_BUF_SLOT, H_FLAGS, H_KIND, H_THREAD, H_VALUE } from './_layout.js';
 import { O_ACCMODE, O_CLOEXEC } from './uapi.js';
 
@@ -36,11 +36,22 @@ export const FD_BASE = 3;
 const fds = new Map<number, FdEntry>();
 let lowestFree = FD_BASE;
 
-/** Installs `file` under the lowest free fd and returns it. */
+/**
+ * Installs `file` under the lowest free fd and returns it. EINVAL for something that is not a
+ * file (a string `fileKind` and a `release` function) or flags outside O_CLOEXEC | O_ACCMODE.
+ */
 export function fdInstall(file: FileLike, flags: number): number {
+  if (
+    file === null ||
+    typeof file !== 'object' ||
+    typeof file.fileKind !== 'string' ||
+    typeof file.release !== 'function'
+  )
+    fail('EINVAL', `fdInstall needs a file ({ fileKind, release }), got ${describe(file)}`);
+  const f = checkFlags(flags, O_CLOEXEC | O_ACCMODE, 'fd flags');
   let fd = lowestFree;
   while (fds.has(fd)) fd++;
-  fds.set(fd, { file, flags: flags & (O_CLOEXEC | O_ACCMODE) });
+  fds.set(fd, { file, flags: f });
   lowestFree = fd + 1;
   return fd;
 }

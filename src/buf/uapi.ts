@@ -8,13 +8,15 @@
  * `strace` output. They are plain `number`s (ioctl numbers above 2^31 included).
  */
 
+import { checkUint, describe, fail } from '../errors.js';
+
 /** The page: the unit of mmap offsets, mapping segments and heap allocations. */
 export const PAGE_SIZE = 4096;
 export const PAGE_SHIFT = 12;
 
 /** Rounds `n` up to a whole number of pages (`PAGE_ALIGN`). */
 export function pageAlign(n: number): number {
-  return Math.ceil(n / PAGE_SIZE) * PAGE_SIZE;
+  return Math.ceil(checkUint(n, 'pageAlign size') / PAGE_SIZE) * PAGE_SIZE;
 }
 
 // ---- struct dma_buf_sync flags --------------------------------------------------------------------
@@ -96,17 +98,28 @@ export const DMA_HEAP_ALLOCATION_DATA_SIZE = 24;
 
 /** `_IOC(dir, type, nr, size)`. */
 export function IOC(dir: number, type: number, nr: number, size: number): number {
+  field(dir, 3, 'dir');
+  field(type, 0xff, 'type');
+  field(nr, 0xff, 'nr');
+  field(size, 0x3fff, 'size');
   return ((dir << 30) | (size << 16) | (type << 8) | nr) >>> 0;
 }
 export function IOC_NR(cmd: number): number {
-  return cmd & 0xff;
+  return field(cmd, 0xffff_ffff, 'ioctl number') & 0xff;
 }
 export function IOC_TYPE(cmd: number): number {
-  return (cmd >>> 8) & 0xff;
+  return (field(cmd, 0xffff_ffff, 'ioctl number') >>> 8) & 0xff;
 }
 export function IOC_SIZE(cmd: number): number {
-  return (cmd >>> 16) & 0x3fff;
+  return (field(cmd, 0xffff_ffff, 'ioctl number') >>> 16) & 0x3fff;
 }
 export function IOC_DIR(cmd: number): number {
-  return cmd >>> 30;
+  return field(cmd, 0xffff_ffff, 'ioctl number') >>> 30;
+}
+
+/** An integer in [0, max], or EINVAL (the bit fields of an ioctl number). */
+function field(v: unknown, max: number, what: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max)
+    fail('EINVAL', `${what} must be an integer in [0, ${max}], got ${describe(v)}`);
+  return v;
 }

@@ -111,6 +111,20 @@ describe('lockdep-lite', () => {
     assertNotHeld(A, 'DmaBuf#attach');
   });
 
+  it('bad input is EINVAL and leaves no section open', () => {
+    const isInval = (e: unknown): boolean => e instanceof DmaBufError && e.code === 'EINVAL';
+    for (const junk of [undefined, null, -1, 1.5, Number.NaN, '0', 0n, {}, Symbol('x')]) {
+      assert.throws(() => endSignalling(junk as never), isInval);
+      assert.throws(() => setDebug(junk as never), isInval);
+      assert.throws(() => lockdepTask(junk as never), isInval);
+    }
+    assert.equal(inSignallingSection(), false);
+    assert.equal(
+      lockdepTask(() => 7),
+      7,
+    );
+  });
+
   it('everything is silent when debug mode is off', () => {
     setDebug(false);
     const f = new DmaFence(ops, 1, 1);

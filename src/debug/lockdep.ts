@@ -19,7 +19,7 @@
  */
 
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { DmaBufError } from '../errors.js';
+import { DmaBufError, describe } from '../errors.js';
 
 let enabled =
   typeof process !== 'undefined' && /^(1|true|yes)$/i.test(process.env.DMABUF_DEBUG ?? '');
@@ -31,6 +31,8 @@ export function isDebug(): boolean {
 
 /** Turns the debug checks on or off in this thread; returns the previous setting. */
 export function setDebug(on: boolean): boolean {
+  if (typeof on !== 'boolean')
+    throw new DmaBufError('EINVAL', `setDebug takes a boolean, got ${describe(on)}`);
   const old = enabled;
   enabled = on;
   return old;
@@ -102,6 +104,8 @@ let lockIds = 0;
  * context are checked against the order seen in other tasks. Returns what `fn` returns.
  */
 export function lockdepTask<T>(fn: () => T): T {
+  if (typeof fn !== 'function')
+    throw new DmaBufError('EINVAL', `lockdepTask takes a function, got ${describe(fn)}`);
   return tasks.run({}, fn);
 }
 

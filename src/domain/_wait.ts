@@ -10,7 +10,7 @@
  * Both fast paths can be switched off ({@link setWaitPolicy}); tests drive every combination.
  */
 
-import { DmaBufError } from '../errors.js';
+import { checkUint, DmaBufError, describe, fail } from '../errors.js';
 
 export interface WaitPolicy {
   /** Iterations of `Atomics.load` before a sync wait blocks. 0 disables spinning. */
@@ -28,10 +28,23 @@ export function getWaitPolicy(): WaitPolicy {
   return { ...policy };
 }
 
-/** Changes the wait policy of this thread. Returns the previous one. */
+/**
+ * Changes the wait policy of this thread. Returns the previous one. EINVAL (and nothing changed)
+ * for a spin count that is not a 32-bit count or a `useWaitAsync` that is not a boolean.
+ */
 export function setWaitPolicy(p: Partial<WaitPolicy>): WaitPolicy {
+  if (p === null || typeof p !== 'object')
+    fail('EINVAL', `setWaitPolicy takes an object, got ${describe(p)}`);
+  for (const k of ['spinSync', 'spinAsync'] as const) {
+    if (p[k] !== undefined && checkUint(p[k], k) > 0xffff_ffff)
+      fail('EINVAL', `${k} must be a 32-bit count`);
+  }
+  if (p.useWaitAsync !== undefined && typeof p.useWaitAsync !== 'boolean')
+    fail('EINVAL', 'useWaitAsync must be a boolean');
   const old = { ...policy };
-  Object.assign(policy, p);
+  if (p.spinSync !== undefined) policy.spinSync = p.spinSync;
+  if (p.spinAsync !== undefined) policy.spinAsync = p.spinAsync;
+  if (p.useWaitAsync !== undefined) policy.useWaitAsync = p.useWaitAsync;
   return old;
 }
 
@@ -179,6 +192,30 @@ function raceAbort(
 
 export function interrupted(): DmaBufError {
   return new DmaBufError('ERESTARTSYS', 'wait interrupted by AbortSignal');
+}
+
+/** Node's timers hold at most 2^31 - 1 ms; a longer delay fires after 1 ms instead. */
+const MAX_TIMER_MS = 0x7fff_ffff;
+
+/**
+ * `setTimeout` for any delay: delays beyond what a Node timer holds (about 24.8 days) are
+ * re-armed in steps instead of firing at once. Returns the function that cancels it.
+ */
+export function setLongTimeout(fn: () => void, ms: number): () => void {
+  const end = performance.now() + ms;
+  let timer: ReturnType<typeof setTimeout>;
+  const arm = (left: number): void => {
+    timer = setTimeout(
+      () => {
+        const rest = end - performance.now();
+        if (rest > 0) arm(rest);
+        else fn();
+      },
+      Math.min(Math.max(left, 0), MAX_TIMER_MS),
+    );
+  };
+  arm(ms);
+  return () => clearTimeout(timer);
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -20,7 +20,7 @@
 
 import type { Worker, WorkerOptions } from 'node:worker_threads';
 import { isMainThread, Worker as NodeWorker, workerData } from 'node:worker_threads';
-import { DmaBufError, fail } from '../errors.js';
+import { DmaBufError, describe, fail } from '../errors.js';
 import { warn } from '../trace.js';
 import { SlotTable } from './_slots.js';
 import { StringTable } from './_strings.js';
@@ -86,6 +86,9 @@ const exitHooks: { order: number; hook: ThreadExitHook }[] = [];
  * caught and reported on the `dmabuf:warning` channel.
  */
 export function onThreadExit(order: number, hook: ThreadExitHook): void {
+  if (typeof order !== 'number' || !Number.isFinite(order))
+    fail('EINVAL', `onThreadExit order must be a finite number, got ${describe(order)}`);
+  if (typeof hook !== 'function') fail('EINVAL', 'onThreadExit needs a function');
   exitHooks.push({ order, hook });
   exitHooks.sort((a, b) => a.order - b.order);
 }
@@ -173,6 +176,7 @@ export class Domain {
 
   /** Makes `d` this thread's domain (for tests and for threads that join by hand). */
   static setCurrent(d: Domain): void {
+    if (!(d instanceof Domain)) fail('EINVAL', `not a Domain: ${describe(d)}`);
     current = d;
   }
 
@@ -191,6 +195,8 @@ export class Domain {
    * @internal
    */
   allocContexts(n: number): number {
+    if (!Number.isSafeInteger(n) || n <= 0 || n > 0xffff_ffff)
+      fail('EINVAL', `allocContexts needs a positive 32-bit count, got ${describe(n)}`);
     return Number(Atomics.add(this.control64, C_NEXT_CONTEXT, BigInt(n)));
   }
 
@@ -242,6 +248,7 @@ export class Domain {
 
   /** @internal The descriptor a new thread `t` joins with. */
   descriptor(t: number): DomainDescriptor {
+    checkThread(t);
     const tables = {} as Record<TableName, SharedArrayBuffer>;
     for (const name of Object.keys(TABLES) as TableName[]) tables[name] = this.tables[name].sab;
     return {
@@ -268,20 +275,34 @@ export class Domain {
    * in this thread (handles put, locks freed, pending fences signaled with -ENOENT).
    */
   watch(worker: Worker, data: Record<string, unknown>): Worker {
-    const desc = data[WORKER_DATA_KEY] as DomainDescriptor | undefined;
-    if (desc === undefined) fail('EINVAL', 'workerData was not made by Domain#threadData');
+    if (worker === null || typeof worker !== 'object' || typeof worker.once !== 'function')
+      fail('EINVAL', `watch needs a Worker, got ${describe(worker)}`);
+    const desc =
+      data !== null && typeof data === 'object'
+        ? (data[WORKER_DATA_KEY] as DomainDescriptor | undefined)
+        : undefined;
+    if (desc === null || typeof desc !== 'object' || desc.kind !== 'dmabuf-domain')
+      fail('EINVAL', 'workerData was not made by Domain#threadData');
+    checkThread(desc.thread);
     worker.once('exit', () => this.threadExited(desc.thread));
     return worker;
   }
 
   /** Starts a worker that joins this domain when it loads dmabuf. `workerData` must be an object. */
   spawn(filename: string | URL, options: WorkerOptions = {}): Worker {
+    if (typeof filename !== 'string' && !(filename instanceof URL))
+      fail('EINVAL', `spawn needs a file name or URL, got ${describe(filename)}`);
+    if (options === null || typeof options !== 'object')
+      fail('EINVAL', `spawn options must be an object, got ${describe(options)}`);
     const data = this.threadData((options.workerData as Record<string, unknown>) ?? {});
     let worker: Worker;
     try {
       worker = new NodeWorker(filename, { ...options, workerData: data });
     } catch (e) {
       this.threadExited((data[WORKER_DATA_KEY] as DomainDescriptor).thread);
+      // Node rejects a bad path or bad options synchronously with its own TypeError/RangeError.
+      if (e instanceof TypeError || e instanceof RangeError)
+        throw new DmaBufError('EINVAL', `spawn: ${e.message}`, { cause: e });
       throw e;
     }
     return this.watch(worker, data);
@@ -292,6 +313,7 @@ export class Domain {
    * it to simulate a death. Idempotent.
    */
   threadExited(t: number): void {
+    checkThread(t);
     const w = C_THREADS + 4 * t;
     if (Atomics.compareExchange(this.control, w, THREAD_ALIVE, THREAD_EXITING) !== THREAD_ALIVE)
       return;
@@ -304,6 +326,12 @@ export class Domain {
     }
     Atomics.store(this.control, w, THREAD_FREE);
   }
+}
+
+/** A thread index of the control block (1..MAX_THREADS-1), or EINVAL. */
+function checkThread(t: unknown): asserts t is number {
+  if (typeof t !== 'number' || !Number.isInteger(t) || t < 1 || t >= MAX_THREADS)
+    fail('EINVAL', `bad thread index ${describe(t)}`);
 }
 
 // A worker started by Domain#spawn joins its domain as soon as dmabuf is loaded there.

@@ -27,6 +27,7 @@ import { Domain } from '../domain/domain.js';
 import { describe, fail } from '../errors.js';
 import { isCount, isDescriptor, waitMembersSync } from './_containers.js';
 import {
+  checkTimeout,
   DmaFence,
   DmaFenceCb,
   type DmaFenceOps,
@@ -112,11 +113,16 @@ export class DmaFenceArray extends DmaFence {
    */
   static first(head: DmaFence | null | undefined): DmaFence | null {
     if (head === null || head === undefined) return null;
+    if (!(head instanceof DmaFence)) fail('EINVAL', `not a DmaFence: ${describe(head)}`);
     return head instanceof DmaFenceArray ? head.#fences[0]! : head;
   }
 
   /** `dma_fence_array_next`: member `index` of an array, or null past the end or for a non-array. */
   static next(head: DmaFence | null | undefined, index: number): DmaFence | null {
+    if (head !== null && head !== undefined && !(head instanceof DmaFence))
+      fail('EINVAL', `not a DmaFence: ${describe(head)}`);
+    if (!Number.isSafeInteger(index) || index < 0)
+      fail('EINVAL', `bad fence array index ${describe(index)}`);
     if (!(head instanceof DmaFenceArray)) return null;
     return head.#fences[index] ?? null;
   }
@@ -149,6 +155,7 @@ export class DmaFenceArray extends DmaFence {
    * sleeps on their shared words); an any-signal array polls, like any fence without a slot.
    */
   override waitTimeoutSync(timeoutMs: number): number {
+    checkTimeout(timeoutMs);
     if (!(timeoutMs > 0) || this.signalOnAny || this.isSignaled())
       return super.waitTimeoutSync(timeoutMs);
     return waitMembersSync(

@@ -33,6 +33,7 @@ import { Domain } from '../domain/domain.js';
 import { describe, fail } from '../errors.js';
 import { isCount, isDescriptor, waitMembersSync } from './_containers.js';
 import {
+  checkTimeout,
   DMA_FENCE_FLAG_SEQNO64_BIT,
   DmaFence,
   DmaFenceCb,
@@ -116,7 +117,9 @@ export class DmaFenceChain extends DmaFence {
 
   /** `dma_fence_chain_contained`: a node's contained fence; any other fence is returned as is. */
   static contained(fence: DmaFence): DmaFence {
-    return fence instanceof DmaFenceChain ? fence.#fence : fence;
+    if (fence instanceof DmaFenceChain) return fence.#fence;
+    if (!(fence instanceof DmaFence)) fail('EINVAL', `not a DmaFence: ${describe(fence)}`);
+    return fence;
   }
 
   /**
@@ -125,6 +128,7 @@ export class DmaFenceChain extends DmaFence {
    * not signaled, collecting the signaled ones on the way. A plain `head` yields only itself.
    */
   static *iterate(head: DmaFence): Generator<DmaFence, void, undefined> {
+    if (!(head instanceof DmaFence)) fail('EINVAL', `not a DmaFence: ${describe(head)}`);
     let it: DmaFence | null = head;
     while (it !== null) {
       yield it;
@@ -139,6 +143,7 @@ export class DmaFenceChain extends DmaFence {
    * `fence` is not a chain node or `seqno` is ahead of it (a future point).
    */
   static findSeqno(fence: DmaFence, seqno: number): DmaFence | null {
+    if (!(fence instanceof DmaFence)) fail('EINVAL', `not a DmaFence: ${describe(fence)}`);
     if (!Number.isSafeInteger(seqno) || seqno < 0)
       fail('EINVAL', `bad chain seqno ${describe(seqno)}`);
     if (seqno === 0) return fence;
@@ -195,6 +200,7 @@ export class DmaFenceChain extends DmaFence {
 
   /** Blocking wait for workers: blocks on each pending contained fence in turn. */
   override waitTimeoutSync(timeoutMs: number): number {
+    checkTimeout(timeoutMs);
     if (!(timeoutMs > 0) || this.isSignaled()) return super.waitTimeoutSync(timeoutMs);
     return waitMembersSync(this, () => firstPending(this), timeoutMs);
   }

@@ -35,11 +35,12 @@ import {
   holdKeepAlive,
   interrupted,
   releaseKeepAlive,
+  setLongTimeout,
   waitWhileEqualsAsync,
   waitWhileEqualsSync,
 } from '../domain/_wait.js';
 import { Domain, onThreadExit } from '../domain/domain.js';
-import { type DmaBufError, describe, fail } from '../errors.js';
+import { checkNs, checkSignalOpts, type DmaBufError, describe, fail } from '../errors.js';
 import { channels, trace, warn } from '../trace.js';
 import {
   F_CONTEXT,
@@ -196,6 +197,13 @@ export interface LeafDescriptor {
   stub?: boolean;
 }
 
+/**
+ * Descriptors (the objects themselves) already consumed in this thread. A descriptor carries one
+ * reference: consuming the same object twice would take a reference somebody else holds. Only
+ * the same object is caught; a structured clone of a used descriptor is not.
+ */
+const consumedDescs = new WeakSet<object>();
+
 type Revive = (d: Domain, desc: any) => DmaFence;
 const revivers = new Map<string, Revive>();
 
@@ -293,8 +301,9 @@ export class DmaFence {
 
   /** `dma_fence_context_alloc`: the first of `num` new, never reused fence contexts. */
   static contextAlloc(num = 1): number {
-    if (!Number.isSafeInteger(num) || num <= 0)
-      fail('EINVAL', 'contextAlloc needs a positive count');
+    // The kernel's count is an unsigned int: a larger one would exhaust the safe-integer space.
+    if (!Number.isSafeInteger(num) || num <= 0 || num > 0xffff_ffff)
+      fail('EINVAL', `contextAlloc needs a positive 32-bit count, got ${describe(num)}`);
     return Domain.current().allocContexts(num);
   }
 
@@ -310,7 +319,7 @@ export class DmaFence {
 
   /** `dma_fence_allocate_private_stub`: a new fence, already signaled at `timestamp` (ns). */
   static allocatePrivateStub(timestamp: bigint = nowNs()): DmaFence {
-    if (typeof timestamp !== 'bigint') fail('EINVAL', 'timestamp must be a bigint (ns)');
+    checkNs(timestamp, 'timestamp');
     const f = new DmaFence(stubOps, 0, 0);
     f.flags |= ENABLE_SIGNAL;
     f.signalTimestamp(timestamp);
@@ -355,12 +364,16 @@ export class DmaFence {
    * Different contexts: false. 32-bit wrap-around unless SEQNO64.
    */
   isLater(other: DmaFence): boolean {
+    if (!(other instanceof DmaFence))
+      fail('EINVAL', `isLater needs a DmaFence, got ${describe(other)}`);
     if (this.context !== other.context) return false;
     return seqnoIsLater(this.seqno, other.seqno, (this.flags & SEQNO64) !== 0);
   }
 
   /** `dma_fence_is_later_or_same`. */
   isLaterOrSame(other: DmaFence): boolean {
+    if (!(other instanceof DmaFence))
+      fail('EINVAL', `isLaterOrSame needs a DmaFence, got ${describe(other)}`);
     return this === other || this.isLater(other);
   }
 
@@ -369,6 +382,8 @@ export class DmaFence {
    * signaled (or the contexts differ).
    */
   static later(a: DmaFence, b: DmaFence): DmaFence | null {
+    if (!(a instanceof DmaFence) || !(b instanceof DmaFence))
+      fail('EINVAL', 'DmaFence.later needs two fences');
     if (a.context !== b.context) return null;
     const l = a.isLater(b) ? a : b;
     return l.isSignaled() ? null : l;
@@ -456,7 +471,7 @@ export class DmaFence {
 
   /** `dma_fence_signal_timestamp`: signals with the given timestamp (ns). */
   signalTimestamp(timestamp: bigint): void {
-    this.doSignal(timestamp);
+    this.doSignal(checkNs(timestamp, 'timestamp'));
   }
 
   /**
@@ -640,17 +655,18 @@ export class DmaFence {
    */
   async waitTimeout(timeoutMs: number, opts: { signal?: AbortSignal } = {}): Promise<number> {
     checkTimeout(timeoutMs);
+    const signal = checkSignalOpts(opts, 'waitTimeout');
     if (this.isSignaled()) return timeoutMs === 0 ? 1 : timeoutMs;
     if (timeoutMs === 0) return 0;
     mightWait('DmaFence#waitTimeout');
-    if (opts.signal?.aborted) throw interrupted();
+    if (signal?.aborted) throw interrupted();
     if (channels.fenceWaitStart.hasSubscribers)
       channels.fenceWaitStart.publish({ fence: this, timeoutMs });
     let result: number;
     try {
       if (this.ops.wait !== undefined && !this._remote)
-        result = await this.ops.wait(this, timeoutMs, opts.signal);
-      else result = await this.defaultWait(timeoutMs, opts.signal);
+        result = await this.ops.wait(this, timeoutMs, signal);
+      else result = await this.defaultWait(timeoutMs, signal);
     } finally {
       trace('fenceWaitEnd', () => ({ fence: this, result }));
     }
@@ -659,6 +675,7 @@ export class DmaFence {
 
   /** `dma_fence_wait`: waits without timeout; resolves 0. Rejects ERESTARTSYS when aborted. */
   async wait(opts: { signal?: AbortSignal } = {}): Promise<0> {
+    checkSignalOpts(opts, 'wait');
     await this.waitTimeout(Infinity, opts);
     return 0;
   }
@@ -692,9 +709,9 @@ export class DmaFence {
     }
     // Thread-local fence: only this thread can signal it, through a callback.
     return new Promise<number>((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
+      let cancel: (() => void) | undefined;
       const done = (v: number | DmaBufError): void => {
-        if (timer !== undefined) clearTimeout(timer);
+        if (cancel !== undefined) cancel();
         else releaseKeepAlive();
         signal?.removeEventListener('abort', onAbort);
         this.removeCallback(node);
@@ -708,7 +725,7 @@ export class DmaFence {
         return;
       }
       if (timeoutMs === Infinity) holdKeepAlive();
-      else timer = setTimeout(() => done(this.isSignaled() ? 1 : 0), timeoutMs);
+      else cancel = setLongTimeout(() => done(this.isSignaled() ? 1 : 0), timeoutMs);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
@@ -777,6 +794,7 @@ export class DmaFence {
     if (!Array.isArray(fences) || fences.length === 0)
       fail('EINVAL', 'waitAnyTimeout needs fences');
     checkTimeout(timeoutMs);
+    const signal = checkSignalOpts(opts, 'waitAnyTimeout');
     for (const f of fences)
       if (!(f instanceof DmaFence)) fail('EINVAL', 'waitAnyTimeout: not a DmaFence');
     const first = (): number => fences.findIndex((f) => f.isSignaled());
@@ -784,16 +802,16 @@ export class DmaFence {
     if (idx >= 0) return { remaining: timeoutMs === 0 ? 1 : timeoutMs, index: idx };
     if (timeoutMs === 0) return { remaining: 0, index: -1 };
     mightWait('DmaFence.waitAnyTimeout');
-    if (opts.signal?.aborted) throw interrupted();
+    if (signal?.aborted) throw interrupted();
     const start = performance.now();
     await new Promise<void>((resolve, reject) => {
       const nodes: DmaFenceCb[] = [];
-      let timer: ReturnType<typeof setTimeout> | undefined;
+      let cancel: (() => void) | undefined;
       const done = (e?: DmaBufError): void => {
         for (let i = 0; i < nodes.length; i++) fences[i]!.removeCallback(nodes[i]!);
-        if (timer !== undefined) clearTimeout(timer);
+        if (cancel !== undefined) cancel();
         else releaseKeepAlive();
-        opts.signal?.removeEventListener('abort', onAbort);
+        signal?.removeEventListener('abort', onAbort);
         if (e) reject(e);
         else resolve();
       };
@@ -810,8 +828,8 @@ export class DmaFence {
         if (f.addCallback(n) === null) fired = true;
       }
       if (timeoutMs === Infinity) holdKeepAlive();
-      else timer = setTimeout(() => done(), timeoutMs);
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      else cancel = setLongTimeout(() => done(), timeoutMs);
+      signal?.addEventListener('abort', onAbort, { once: true });
       if (fired) queueMicrotask(() => done());
     });
     idx = first();
@@ -828,8 +846,7 @@ export class DmaFence {
    * deadline is recorded (shared when published) and the driver's op is told in the home thread.
    */
   setDeadline(deadlineNs: bigint): void {
-    if (typeof deadlineNs !== 'bigint' || deadlineNs < 0n)
-      fail('EINVAL', 'deadline must be a non-negative bigint (ns)');
+    checkNs(deadlineNs, 'deadline');
     if (this.testSignaledFlag()) return;
     const ns = deadlineNs === 0n ? 1n : deadlineNs;
     if (this._deadline === 0n || ns < this._deadline) this._deadline = ns;
@@ -862,7 +879,11 @@ export class DmaFence {
       this.signal();
     }
     const shared = this._slot !== 0;
-    this.dropSlot();
+    // The home view of a published fence that has not signaled keeps its slot: other threads
+    // hold references and wait on it, and only a signal through this object (or the home
+    // thread's exit) can reach them. Dropping it left them waiting and the slot leaked; it is
+    // dropped when the fence signals, as garbage collection would never have dropped it earlier.
+    if (this._remote || !shared || this.testSignaledFlag()) this.dropSlot();
     if (!this._remote) this.ops.release?.(this);
     // A published fence reports its destruction when its shared slot is freed (slotPut).
     if (!shared) trace('fenceDestroy', () => ({ context: this.context, seqno: this.seqno }));
@@ -876,6 +897,10 @@ export class DmaFence {
    */
   share(): FenceDescriptor {
     const d = Domain.current();
+    // A fence published in another domain has its slot there: a descriptor for this one would
+    // name a slot of the wrong table.
+    if (this._slot !== 0 && this._domain !== d)
+      fail('EXDEV', 'the fence belongs to another dmabuf domain');
     if (this.testSignaledFlag()) {
       return {
         t: 'fence',
@@ -965,11 +990,21 @@ export class DmaFence {
     }
     if (l.s === undefined) {
       if (l.stub === true) return DmaFence.getStub();
-      if (typeof l.ts !== 'bigint' || !Number.isInteger(l.e) || (l.e as number) > 0)
+      if (
+        typeof l.ts !== 'bigint' ||
+        l.ts < 0n ||
+        l.ts >= 2n ** 63n ||
+        !Number.isInteger(l.e) ||
+        (l.e as number) > 0 ||
+        (l.e as number) < -MAX_ERRNO ||
+        typeof l.f !== 'number' ||
+        (l.dn !== undefined && typeof l.dn !== 'string') ||
+        (l.tn !== undefined && typeof l.tn !== 'string')
+      )
         fail('EINVAL', 'bad signaled fence descriptor');
       const f = new DmaFence(remoteOps, l.c, l.q);
       f._remote = true;
-      f._names = [String(l.dn ?? ''), String(l.tn ?? '')];
+      f._names = [l.dn ?? '', l.tn ?? ''];
       f.flags |= (l.f & SEQNO64) | ENABLE_SIGNAL;
       f.finishSignal(l.ts, l.e as number); // no callbacks yet: nothing can throw
       return f;
@@ -978,10 +1013,12 @@ export class DmaFence {
     const gen = l.g as number;
     const t = d.tables.fence;
     if (!t.isSlot(slot) || !Number.isInteger(gen)) fail('EBADF', 'fence descriptor names no fence');
+    if (consumedDescs.has(l)) fail('EBADF', 'the fence descriptor was already consumed');
     // The descriptor carries a reference: prove it is still the same fence by taking another,
     // then drop the descriptor's.
     if (!slotTryGet(d, slot, gen)) fail('EBADF', 'stale fence descriptor');
     slotPut(d, slot);
+    consumedDescs.add(l);
     return viewOf(d, slot, gen, true);
   }
 
@@ -1023,7 +1060,8 @@ function viewOf(d: Domain, slot: number, gen: number, adopt: boolean): DmaFence 
 
 const napWord = new Int32Array(new SharedArrayBuffer(4));
 
-function checkTimeout(t: unknown): asserts t is number {
+/** A wait timeout in ms: a number >= 0 (Infinity allowed), or EINVAL. @internal */
+export function checkTimeout(t: unknown): asserts t is number {
   if (typeof t !== 'number' || Number.isNaN(t) || t < 0)
     fail('EINVAL', `timeout must be >= 0 ms, got ${describe(t)}`);
 }
@@ -1035,6 +1073,8 @@ function remaining(start: number, timeoutMs: number): number {
 
 /** The kernel's seqno order: `(int32)(a - b) > 0`, or plain `a > b` for 64-bit timelines. */
 export function seqnoIsLater(a: number, b: number, seqno64: boolean): boolean {
+  if (typeof a !== 'number' || typeof b !== 'number')
+    fail('EINVAL', `seqnoIsLater compares numbers, got ${describe(a)} and ${describe(b)}`);
   if (seqno64) return a > b;
   return ((a - b) | 0) > 0;
 }

@@ -135,7 +135,8 @@ export class DmaHeap {
   ): number {
     const buf = this.allocateBuffer(len, fdFlags, heapFlags);
     try {
-      return buf.fd(fdFlags & (O_CLOEXEC | O_ACCMODE));
+      // fdFlags may be a bigint (checked by allocateBuffer); the fd takes the number.
+      return buf.fd(Number(fdFlags) & (O_CLOEXEC | O_ACCMODE));
     } finally {
       buf.put();
     }
@@ -152,7 +153,7 @@ export class DmaHeap {
   ): DmaBuf {
     const aligned = checkAllocation(len, fdFlags, heapFlags);
     mightAlloc('dma_heap_buffer_alloc');
-    const buf = this.ops.allocate(this, aligned, fdFlags as number, 0);
+    const buf = this.ops.allocate(this, aligned, Number(fdFlags), 0);
     if (!(buf instanceof DmaBuf)) fail('EIO', `heap ${this.name} returned no buffer`);
     return buf;
   }

@@ -23,7 +23,7 @@ import {
   registerSharedExporter,
 } from '../buf/ops.js';
 import { PAGE_SIZE } from '../buf/uapi.js';
-import { checkUint, fail } from '../errors.js';
+import { checkUint, describe, fail } from '../errors.js';
 import { DmaHeap } from './dma-heap.js';
 
 /** The shared-exporter kind of system heap buffers. */
@@ -41,14 +41,18 @@ const config: SystemHeapConfig = { chunkSize: 1 << 30, maxBytes: 2 ** 40 };
 
 /** Changes the system heap's tunables in this thread; returns the previous ones. */
 export function configureSystemHeap(c: Partial<SystemHeapConfig>): SystemHeapConfig {
+  if (c === null || typeof c !== 'object')
+    fail('EINVAL', `configureSystemHeap takes an object, got ${describe(c)}`);
   const old = { ...config };
+  // Validate everything before changing anything.
   if (c.chunkSize !== undefined) {
     checkUint(c.chunkSize, 'chunkSize');
     if (c.chunkSize === 0 || c.chunkSize % PAGE_SIZE !== 0)
       fail('EINVAL', 'chunkSize must be a positive multiple of PAGE_SIZE');
-    config.chunkSize = c.chunkSize;
   }
-  if (c.maxBytes !== undefined) config.maxBytes = checkUint(c.maxBytes, 'maxBytes');
+  if (c.maxBytes !== undefined) checkUint(c.maxBytes, 'maxBytes');
+  if (c.chunkSize !== undefined) config.chunkSize = c.chunkSize;
+  if (c.maxBytes !== undefined) config.maxBytes = c.maxBytes;
   return old;
 }
 

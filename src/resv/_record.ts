@@ -203,6 +203,20 @@ export function recordCheck(d: Domain, slot: unknown, gen: unknown, kind: number
   );
 }
 
+/**
+ * Descriptor objects already consumed in this thread. A descriptor carries one reference; the same
+ * object consumed twice would take a reference somebody else holds (a structured clone of a used
+ * descriptor is not caught).
+ */
+const consumed = new WeakSet<object>();
+
+/** Marks `desc` consumed; false when this very object was consumed before in this thread. */
+export function consumeDescriptor(desc: object): boolean {
+  if (consumed.has(desc)) return false;
+  consumed.add(desc);
+  return true;
+}
+
 /** Drops a reference; the last one destroys the record (kind destructor) and frees the slot. */
 export function recordPut(d: Domain, slot: number): void {
   const t = d.tables.resv;

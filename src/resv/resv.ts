@@ -40,7 +40,7 @@
 
 import { SlotMap } from '../domain/_slotmap.js';
 import { Domain } from '../domain/domain.js';
-import { describe, fail } from '../errors.js';
+import { checkNs, checkSignalOpts, describe, fail } from '../errors.js';
 import {
   F_CONTEXT,
   F_DRIVER,
@@ -66,6 +66,7 @@ import {
   C_MAX,
   C_NEXT,
   CHUNK_ENTRIES,
+  consumeDescriptor,
   INLINE_ENTRIES,
   KIND_RESV,
   ownerThread,
@@ -209,6 +210,8 @@ export class DmaResvIter implements IterableIterator<DmaResvEntry> {
 
   /** @internal use {@link DmaResv#fencesUnlocked} */
   constructor(resv: DmaResv, usage: DmaResvUsage, keepRefs = false, withSignaled = false) {
+    if (!(resv instanceof DmaResv)) fail('EINVAL', `not a reservation object: ${describe(resv)}`);
+    checkUsage(usage);
     this.resv = resv;
     this.usage = usage;
     this.keepRefs = keepRefs;
@@ -241,6 +244,8 @@ export class DmaResvIter implements IterableIterator<DmaResvEntry> {
    */
   _advance(): boolean {
     const resv = this.resv;
+    // After fini the record may belong to another object: never read it.
+    if (resv._dead) fail('EBADF', 'reservation object used after fini()');
     let restart = !this.started || resv._listRef() !== this.ref;
     this.started = true;
     this.isRestarted = false;
@@ -344,7 +349,7 @@ export class DmaResv {
   private readonly r64: BigInt64Array;
   /** This thread's fence objects for entries (slot → gen, fence): keeps identity stable. */
   private objs: Map<number, { gen: number; fence: DmaFence }> | null = null;
-  private dead = false;
+  /** @internal set by fini() */ _dead = false;
 
   /** `dma_resv_init`: a new, unlocked reservation object without fences. */
   constructor() {
@@ -372,6 +377,8 @@ export class DmaResv {
    * and writers), a read for WRITE (writers only).
    */
   static usageRw(write: boolean): DmaResvUsage {
+    if (typeof write !== 'boolean')
+      fail('EINVAL', `usageRw takes a boolean, got ${describe(write)}`);
     return write ? DmaResvUsage.READ : DmaResvUsage.WRITE;
   }
 
@@ -397,8 +404,9 @@ export class DmaResv {
     d.checkId(desc.d);
     if (!recordCheck(d, desc.s, desc.g, KIND_RESV))
       fail('EBADF', 'stale reservation object descriptor');
+    if (!consumeDescriptor(desc)) fail('EBADF', 'the reservation descriptor was already consumed');
     const existing = views.get(desc.s)?.deref();
-    if (existing !== undefined && existing._gen === desc.g && !existing.dead) {
+    if (existing !== undefined && existing._gen === desc.g && !existing._dead) {
       recordPut(d, desc.s);
       return existing;
     }
@@ -419,9 +427,9 @@ export class DmaResv {
    * (EBADF).
    */
   fini(): void {
-    if (this.dead) return;
+    if (this._dead) return;
     if (this.mutex?.isHeld()) fail('EBUSY', 'fini of a reservation object this thread holds');
-    this.dead = true;
+    this._dead = true;
     this.objs = null;
     collected.unregister(this);
     const ref = views.get(this._slot);
@@ -434,7 +442,7 @@ export class DmaResv {
   }
 
   private check(): void {
-    if (this.dead) fail('EBADF', 'reservation object used after fini()');
+    if (this._dead) fail('EBADF', 'reservation object used after fini()');
   }
 
   // ---- locking -------------------------------------------------------------------------------
@@ -954,12 +962,16 @@ export class DmaResv {
   ): Promise<number> {
     checkUsage(usage);
     checkTimeout(timeoutMs);
+    checkSignalOpts(opts, 'waitTimeout');
     if (timeoutMs === 0) return this.testSignaled(usage) ? 1 : 0;
     let left = timeoutMs;
     for (const { fence } of this.fencesUnlocked(usage)) {
       const r = await fence.waitTimeout(left, opts);
       if (r <= 0) return 0;
       left = r;
+      // Finished while this task waited (e.g. its buffer was released): its fences went with it,
+      // and its record may already belong to another object — stop here, never read it again.
+      if (this._dead) return left;
     }
     return left;
   }
@@ -984,8 +996,7 @@ export class DmaResv {
    */
   setDeadline(usage: DmaResvUsage, deadlineNs: bigint): void {
     checkUsage(usage);
-    if (typeof deadlineNs !== 'bigint' || deadlineNs < 0n)
-      fail('EINVAL', 'deadline must be a non-negative bigint (ns)');
+    checkNs(deadlineNs, 'deadline');
     for (const { fence } of this.fencesUnlocked(usage)) fence.setDeadline(deadlineNs);
   }
 

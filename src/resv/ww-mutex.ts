@@ -58,8 +58,9 @@ import {
 import { SlotMap } from '../domain/_slotmap.js';
 import { waitWhileEqualsAsync, waitWhileEqualsSync } from '../domain/_wait.js';
 import { Domain } from '../domain/domain.js';
-import { DmaBufError, describe, fail } from '../errors.js';
+import { checkSignalOpts, DmaBufError, describe, fail } from '../errors.js';
 import {
+  consumeDescriptor,
   KIND_MUTEX,
   LOCK_DEAD,
   LOCK_HANDOFF,
@@ -113,6 +114,8 @@ export class WwClass {
   constructor(name: string, opts: { waitDie?: boolean } = {}) {
     if (typeof name !== 'string' || name.length === 0 || name.length > 64)
       fail('EINVAL', `ww class name must be a string of 1..64 characters, got ${describe(name)}`);
+    if (opts !== undefined && (opts === null || typeof opts !== 'object'))
+      fail('EINVAL', `ww class options must be an object, got ${describe(opts)}`);
     if ((opts?.waitDie ?? true) !== true)
       fail('EINVAL', 'wound-wait ww classes are not implemented; use a wait-die class');
     this.name = name;
@@ -326,8 +329,10 @@ export class WwMutex {
     if (desc === null || typeof desc !== 'object' || desc.t !== 'ww-mutex')
       fail('EINVAL', 'not a ww-mutex descriptor');
     d.checkId(desc.d);
-    if (typeof desc.c !== 'string') fail('EINVAL', 'ww-mutex descriptor has no class');
+    if (typeof desc.c !== 'string' || desc.c.length === 0 || desc.c.length > 64)
+      fail('EINVAL', 'ww-mutex descriptor has no valid class name');
     if (!recordCheck(d, desc.s, desc.g, KIND_MUTEX)) fail('EBADF', 'stale ww-mutex descriptor');
+    if (!consumeDescriptor(desc)) fail('EBADF', 'the ww-mutex descriptor was already consumed');
     const existing = views.get(desc.s)?.deref();
     if (existing !== undefined && existing._gen === desc.g && !existing.dead) {
       recordPut(d, desc.s);
@@ -367,6 +372,7 @@ export class WwMutex {
 
   /** `ww_mutex_is_locked`: whether anybody holds it. May be stale by the time it is read. */
   isLocked(): boolean {
+    this.check();
     return Atomics.load(this._r32, this._b + R_LOCK_OWNER) !== 0;
   }
 
@@ -375,6 +381,9 @@ export class WwMutex {
    * of one thread holding context-free locks cannot be told apart).
    */
   isHeld(ctx?: WwAcquireCtx | null): boolean {
+    this.check();
+    if (ctx !== undefined && ctx !== null && !(ctx instanceof WwAcquireCtx))
+      fail('EINVAL', `not a WwAcquireCtx: ${describe(ctx)}`);
     const owner = Atomics.load(this._r32, this._b + R_LOCK_OWNER);
     if (owner === 0) return false;
     if (ctx !== undefined && ctx !== null) return owner === ctx._owner;
@@ -394,6 +403,7 @@ export class WwMutex {
 
   /** The context holding the lock when one of this thread's contexts does, else null. */
   get lockingCtx(): WwAcquireCtx | null {
+    this.check();
     const owner = Atomics.load(this._r32, this._b + R_LOCK_OWNER);
     const ctx = this.heldCtx;
     return ctx !== null && owner === ctx._owner ? ctx : null;
@@ -405,6 +415,7 @@ export class WwMutex {
    * half-changed state.
    */
   get ownerDied(): boolean {
+    this.check();
     return this.died;
   }
 
@@ -428,7 +439,7 @@ export class WwMutex {
     ctx: WwAcquireCtx | null,
     opts: { signal?: AbortSignal } = {},
   ): Promise<WwLockInterruptibleResult> {
-    return this.lockCommon(ctx, false, opts?.signal);
+    return this.lockCommon(ctx, false, opts);
   }
 
   /**
@@ -441,7 +452,7 @@ export class WwMutex {
 
   /** `ww_mutex_lock_slow_interruptible`: {@link lockSlow} that resolves `-EINTR` on abort. */
   lockSlowInterruptible(ctx: WwAcquireCtx, opts: { signal?: AbortSignal } = {}): Promise<0 | -4> {
-    return this.lockCommon(ctx, true, opts?.signal) as Promise<0 | -4>;
+    return this.lockCommon(ctx, true, opts) as Promise<0 | -4>;
   }
 
   /**
@@ -587,10 +598,12 @@ export class WwMutex {
   private lockCommon(
     ctx: WwAcquireCtx | null,
     slow: boolean,
-    signal: AbortSignal | undefined,
+    opts: { signal?: AbortSignal } | undefined,
   ): Promise<WwLockInterruptibleResult> {
     let a: Attempt;
+    let signal: AbortSignal | undefined;
     try {
+      signal = checkSignalOpts(opts, 'lockInterruptible');
       mightLock(this, ctx !== null, 'WwMutex#lock');
       this.blocking = false;
       if (this.fastAcquire(ctx, slow)) return RESOLVED_0;

@@ -8,7 +8,7 @@ import type { DmaBufAttachment } from '../buf/attachment.js';
 import { DmaBuf } from '../buf/dma-buf.js';
 import type { DmaBufOps, DmaBufOwner, DmaBufSegment, DmaBufVma } from '../buf/ops.js';
 import { O_RDWR, PAGE_SIZE } from '../buf/uapi.js';
-import { DmaBufError, type ErrnoCode } from '../errors.js';
+import { checkUint, DmaBufError, describe, type ErrnoCode, fail } from '../errors.js';
 import type { DmaResv } from '../resv/resv.js';
 
 export interface MockExporterOptions {
@@ -53,6 +53,10 @@ export class MockExporter {
   private readonly opts: MockExporterOptions;
 
   constructor(opts: MockExporterOptions = {}) {
+    if (opts === null || typeof opts !== 'object')
+      fail('EINVAL', `MockExporter options must be an object, got ${describe(opts)}`);
+    for (const k of ['size', 'segmentSize'] as const)
+      if (opts[k] !== undefined && checkUint(opts[k], k) === 0) fail('EINVAL', `${k} must be > 0`);
     this.opts = opts;
     this.size = opts.size ?? 4 * PAGE_SIZE;
     this.memory = new SharedArrayBuffer(this.size);
@@ -139,6 +143,8 @@ export class MockExporter {
 
   /** Fresh segments over bytes [from, to). */
   segments(from: number, to: number): DmaBufSegment[] {
+    checkUint(from, 'from');
+    checkUint(to, 'to');
     const seg = this.opts.segmentSize ?? this.size;
     const out: DmaBufSegment[] = [];
     for (let p = from; p < Math.min(to, this.size); ) {

@@ -16,7 +16,7 @@ import type { DmaBufAttachment } from '../buf/attachment.js';
 import { DmaBuf } from '../buf/dma-buf.js';
 import type { DmaBufDevice, DmaBufOps, DmaBufSegment } from '../buf/ops.js';
 import { O_RDWR, PAGE_SIZE } from '../buf/uapi.js';
-import { DmaBufError, fail } from '../errors.js';
+import { checkUint, DmaBufError, describe, fail } from '../errors.js';
 import { DmaFence, type DmaFenceOps } from '../fence/fence.js';
 import { DmaResvUsage } from '../resv/resv.js';
 
@@ -68,6 +68,15 @@ export class MovableExporter {
   private readonly attached = new Set<DmaBufAttachment>();
 
   constructor(opts: MovableExporterOptions = {}) {
+    if (opts === null || typeof opts !== 'object')
+      fail('EINVAL', `MovableExporter options must be an object, got ${describe(opts)}`);
+    if (opts.size !== undefined && checkUint(opts.size, 'size') === 0)
+      fail('EINVAL', 'size must be > 0');
+    if (opts.initial !== undefined && opts.initial !== 'system' && opts.initial !== 'vram')
+      fail('EINVAL', `unknown placement ${describe(opts.initial)}`);
+    const delay = opts.copyDelayMs;
+    if (delay !== undefined && (typeof delay !== 'number' || Number.isNaN(delay) || delay < 0))
+      fail('EINVAL', `copyDelayMs must be >= 0, got ${describe(delay)}`);
     this.size = opts.size ?? 4 * PAGE_SIZE;
     this.memory = {
       system: new SharedArrayBuffer(this.size),
@@ -144,7 +153,7 @@ export class MovableExporter {
    * `copyDelayMs` and then the fence signals. Resolves with the fence once the lock is dropped.
    */
   async move(to: Placement): Promise<DmaFence> {
-    if (to !== 'system' && to !== 'vram') fail('EINVAL', `unknown placement ${String(to)}`);
+    if (to !== 'system' && to !== 'vram') fail('EINVAL', `unknown placement ${describe(to)}`);
     const resv = this.buf.resv;
     const r = await resv.lock(null);
     if (r !== 0) fail('EIO', `lock failed (${r})`);
