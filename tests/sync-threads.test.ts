@@ -136,7 +136,14 @@ describe('sync files across worker threads', () => {
       if (it % 8 !== 0) {
         assert.ok((await fence.wait(10_000)) > 0, 'producers did not increment as expected');
       } else {
-        while (!fence.poll()) await new Promise((r) => setImmediate(r));
+        const deadline = performance.now() + 10_000;
+        while (!fence.poll()) {
+          assert.ok(
+            performance.now() < deadline,
+            `iteration ${it}: the merged fence never polled ready`,
+          );
+          await new Promise((r) => setImmediate(r));
+        }
         assert.equal(fence.info().status, 1);
       }
       assert.equal(Atomics.load(count, 0), n * it, 'counter value mismatch');
