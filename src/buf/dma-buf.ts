@@ -40,7 +40,7 @@
 
 import { mightAlloc } from '../debug/lockdep.js';
 import { waitWhileEqualsAsync } from '../domain/_wait.js';
-import { Domain, onThreadExit } from '../domain/domain.js';
+import { Domain, MAX_THREADS, onThreadExit, THREAD_EXITING } from '../domain/domain.js';
 import { checkFlags, checkUint, codeOf, DmaBufError, describe, fail } from '../errors.js';
 import { DmaFence, DmaFenceCb } from '../fence/fence.js';
 import { unwrapFences } from '../fence/fence-unwrap.js';
@@ -767,13 +767,26 @@ export class DmaBuf {
     if (Atomics.load(i32, core.b + B_VMAP_COUNT) > 0) {
       const g = Atomics.load(i32, core.b + B_VMAP_GEN);
       let map = core.vmapCache?.gen === g ? (core.vmapCache.map as DmaBufMap) : null;
-      if (map === null) {
-        map = await peekVmap(core, g);
+      if (map === null) map = await peekVmap(core, g);
+      if (map !== null) {
         core.vmapCache = { gen: g, map };
+        Atomics.add(i32, core.b + B_VMAP_COUNT, 1);
+        vmapHoldAdd(core, 1);
+        return map;
       }
-      Atomics.add(i32, core.b + B_VMAP_COUNT, 1);
-      vmapHoldAdd(core, 1);
-      return map;
+      // Only exited threads held the mapping (their exit cleanup waits for this lock): retire it
+      // as their last vunmap would have, and map afresh. The new generation tells that cleanup
+      // that their share went with the old mapping.
+      Atomics.store(i32, core.b + B_VMAP_COUNT, 0);
+      Atomics.store(i32, core.b + B_VMAP_OWNER, 0);
+      core.vmapCache = null;
+      try {
+        await exporterVunmap(core, null);
+      } catch (e) {
+        process.emitWarning(
+          `dmabuf: vunmap of a mapping left by exited threads failed: ${String(e)}`,
+        );
+      }
     }
     let segs: DmaBufSegment[];
     try {
@@ -1410,8 +1423,8 @@ registerRpc('buf:vmapPeek', (key: [number, number]) => {
 onThreadExit(20, (d, thread) => {
   const atts = collectThreadAttachments(d, thread);
   const dying = markHomeDead(d, thread);
-  /** Buffers whose vmaps it held or whose mapping it owned: slot → [gen, vmaps held]. */
-  const vmaps = new Map<number, [number, number]>();
+  /** Buffers whose vmaps it held or whose mapping it owned: slot → [gen, vmaps held, vmap gen]. */
+  const vmaps = new Map<number, [number, number, number]>();
   const bt = d.tables.buf;
   const bhwm = bt.highWater;
   bt.ensure(bhwm - 1);
@@ -1428,7 +1441,8 @@ onThreadExit(20, (d, thread) => {
       Atomics.notify(bt.i32, b + B_POLL_SEQ);
     }
     // The mapping it made for everybody: handed over (or undone) below, under the lock.
-    if (Atomics.load(bt.i32, b + B_VMAP_OWNER) === thread) vmaps.set(s, [bt.gen(s), 0]);
+    if (Atomics.load(bt.i32, b + B_VMAP_OWNER) === thread)
+      vmaps.set(s, [bt.gen(s), 0, Atomics.load(bt.i32, b + B_VMAP_GEN)]);
   }
   const ht = d.tables.handle;
   const puts: [number, number, number][] = [];
@@ -1442,7 +1456,9 @@ onThreadExit(20, (d, thread) => {
     if (kind === H_VMAP) {
       const bs = ht.i32[b + H_BUF_SLOT]!;
       const prev = vmaps.get(bs)?.[1] ?? 0;
-      vmaps.set(bs, [ht.i32[b + H_BUF_GEN]!, prev + Atomics.load(ht.i32, b + H_VALUE)]);
+      bt.ensure(bs);
+      const vgen = Atomics.load(bt.i32, bt.base(bs) + B_VMAP_GEN);
+      vmaps.set(bs, [ht.i32[b + H_BUF_GEN]!, prev + Atomics.load(ht.i32, b + H_VALUE), vgen]);
       recordFree(d, s);
       continue;
     }
@@ -1468,9 +1484,9 @@ onThreadExit(20, (d, thread) => {
 async function dropThreadVmaps(
   d: Domain,
   thread: number,
-  list: Map<number, [number, number]>,
+  list: Map<number, [number, number, number]>,
 ): Promise<void> {
-  for (const [slot, [gen, n]] of list) {
+  for (const [slot, [gen, n, vgen]] of list) {
     let core: BufCore;
     try {
       core = coreFor(d, slot, gen);
@@ -1479,10 +1495,15 @@ async function dropThreadVmaps(
     }
     core.localAttachments++; // keep this view while we work on it
     try {
-      await lockOrThrow(core.resv);
       cleanupHolding(core.resv, true);
+      await lockOrThrow(core.resv).catch((e) => {
+        cleanupHolding(core.resv, false);
+        throw e;
+      });
       try {
         const i32 = core.i32;
+        // A survivor retired the mapping meanwhile (it was held by exited threads only).
+        if (Atomics.load(i32, core.b + B_VMAP_GEN) !== vgen) continue;
         const left = Math.max(0, Atomics.load(i32, core.b + B_VMAP_COUNT) - n);
         Atomics.store(i32, core.b + B_VMAP_COUNT, left);
         if (left === 0 && n > 0) {
@@ -1497,8 +1518,8 @@ async function dropThreadVmaps(
           Atomics.store(i32, core.b + B_VMAP_OWNER, left === 0 ? 0 : vmapHolder(d, slot, gen));
         }
       } finally {
-        cleanupHolding(core.resv, false);
         core.resv.unlock();
+        cleanupHolding(core.resv, false);
       }
     } catch (e) {
       process.emitWarning(`dmabuf: dropping an exited thread's vmaps failed: ${String(e)}`);
@@ -1515,14 +1536,19 @@ async function dropThreadVmaps(
  * the question was on its way — another live holder answers and becomes the owner. EIO when no
  * live thread holds the mapping any more.
  */
-async function peekVmap(core: BufCore, g: number): Promise<DmaBufMap> {
+async function peekVmap(core: BufCore, g: number): Promise<DmaBufMap | null> {
   const d = core.d;
   const i32 = core.i32;
   for (let tries = 0; tries < 8; tries++) {
     let owner = Atomics.load(i32, core.b + B_VMAP_OWNER);
     if (owner === 0 || !d.isThreadAlive(owner)) {
       owner = vmapHolder(d, core.slot, core.gen, d.thread);
-      if (owner === 0) fail('EIO', 'vmap: no live thread holds the mapping any more');
+      if (owner === 0) {
+        // Nobody alive holds it. Once no thread is half-way through its exit (whose records may
+        // not be read yet), the mapping is known to be held by exited threads only.
+        if (await noThreadExiting(d)) return null;
+        continue;
+      }
       Atomics.store(i32, core.b + B_VMAP_OWNER, owner);
     }
     try {
@@ -1534,6 +1560,17 @@ async function peekVmap(core: BufCore, g: number): Promise<DmaBufMap> {
     }
   }
   return fail('EIO', 'vmap: the threads holding the mapping keep exiting');
+}
+
+/** Waits (briefly: exit hooks are synchronous) until no thread of the domain is exiting. */
+async function noThreadExiting(d: Domain): Promise<boolean> {
+  for (let i = 0; i < 200; i++) {
+    let exiting = false;
+    for (let t = 1; t < MAX_THREADS && !exiting; t++) exiting = d.threadState(t) === THREAD_EXITING;
+    if (!exiting) return true;
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  return false;
 }
 
 /** A live thread (not `exclude`) that holds a vmap of the buffer, so has its mapping; or 0. */

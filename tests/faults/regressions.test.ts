@@ -119,6 +119,36 @@ describe('vmaps of a thread that exits', () => {
     await ok(env.send(0, { op: 'put', ref: 1 }));
   });
 
+  it('a vmap finding the mapping held only by exited threads retires it and maps afresh', async () => {
+    await env.start();
+    const d = Domain.current();
+    const v = await ok(
+      env.send(0, { op: 'export', id: 4, kind: 'shared', dynamic: false, out: 1 }),
+    );
+    await ok(
+      env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
+    );
+    await ok(env.send(1, { op: 'vmap', ref: 2, out: 3 })); // the only holder
+    const buf = env.local.objs.get(1) as DmaBuf;
+    // Holding the lock keeps the exit cleanup from dropping the dead thread's share first.
+    assert.equal(await buf.resv.lock(null), 0);
+    let map: DmaBufMap;
+    try {
+      await env.kill(1);
+      map = await buf.vmap();
+      assert.equal(bufView(d, v.slot, v.gen).vmapCount, 1, "the dead thread's share went with it");
+      assert.equal(readCounters(env.counters, 4).vmaps, 1, 'old mapping vunmapped, new one mapped');
+    } finally {
+      buf.resv.unlock();
+    }
+    await new Promise((r) => setTimeout(r, 20)); // the exit cleanup runs, and must not subtract
+    assert.equal(bufView(d, v.slot, v.gen).vmapCount, 1);
+    await buf.vunmapUnlocked(map);
+    assert.equal(readCounters(env.counters, 4).vmaps, 0);
+    await env.respawn(1);
+    await ok(env.send(0, { op: 'put', ref: 1 }));
+  });
+
   it("vunmap after the thread-bound exporter's thread exited drops the vmap", async () => {
     await env.start();
     const d = Domain.current();
