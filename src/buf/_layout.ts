@@ -43,7 +43,8 @@
  *  2 BUF_SLOT   3 BUF_GEN   the buffer (written once)
  *  4 NEXT       next attachment of the same buffer (under the reservation lock)
  *  5 THREAD     importer's thread (written once)
- *  6 AFLAGS     A_* bits (LISTED under the reservation lock, others written once)
+ *  6 AFLAGS     AF_* bits (LISTED under the reservation lock, EXP_ATTACHED by OR where the
+ *               exporter's attach ran, others written once)
  *  7 DEVNAME    string id of the device's name (written once)
  *  8 MAPS       live mappings (map − unmap); revoke waits for 0 here (notified on decrement)
  *  9 PINS       explicit pins of a dynamic importer (pin − unpin)
@@ -131,6 +132,8 @@ export const AF_DYNAMIC = 1;
 export const AF_P2P = 2;
 export const AF_INVALIDATE = 4;
 export const AF_LISTED = 8;
+/** The exporter's attach op ran and succeeded (set right after, where it ran): detach is owed. */
+export const AF_EXP_ATTACHED = 16;
 
 export const HANDLE_SLOT_WORDS = 8;
 

@@ -53,6 +53,7 @@ import {
   A_PINS,
   A_THREAD,
   AF_DYNAMIC,
+  AF_EXP_ATTACHED,
   AF_INVALIDATE,
   AF_LISTED,
   AF_P2P,
@@ -524,9 +525,16 @@ async function exporterPin(core: BufCore, att: DmaBufAttachment, pin: boolean): 
 async function exporterAttach(core: BufCore, att: DmaBufAttachment): Promise<void> {
   if (core.ops !== null) {
     if (core.ops.attach) checkOpResult(await core.ops.attach(core.borrowed, att), 'attach');
+    markExporterAttached(core, att._slot);
     return;
   }
   await callHome(core, 'att:attach', { b: bufKey(core), a: attKey(att) });
+}
+
+/** Records that the exporter's attach op ran for attachment record `slot` (its detach is owed). */
+function markExporterAttached(core: BufCore, slot: number): void {
+  const at = core.d.tables.attach;
+  Atomics.or(at.i32, at.base(slot) + A_FLAGS, AF_EXP_ATTACHED);
 }
 
 async function exporterDetach(core: BufCore, att: DmaBufAttachment): Promise<void> {
@@ -554,12 +562,20 @@ function proxyFor(core: BufCore, key: unknown, create: boolean): DmaBufAttachmen
 registerRpc('att:attach', async (a: { b: unknown; a: unknown }) => {
   const core = exportedCore(a.b);
   const p = proxyFor(core, a.a, true);
+  // An importer that exited while its request was on the way is (being) cleaned up: attaching
+  // now would leave an attachment nobody detaches.
+  const at = core.d.tables.attach;
+  if (!core.d.isThreadAlive(Atomics.load(at.i32, at.base(p._slot) + A_THREAD))) {
+    core.proxies.delete(p._slot);
+    fail('ENODEV', 'the importer exited');
+  }
   try {
     if (core.ops?.attach) checkOpResult(await core.ops.attach(core.borrowed, p), 'attach');
   } catch (e) {
     core.proxies.delete(p._slot);
     throw e;
   }
+  markExporterAttached(core, p._slot);
 });
 
 registerRpc('att:detach', async (a: { b: unknown; a: unknown }) => {
@@ -924,17 +940,29 @@ export async function reapThreadAttachments(d: Domain, list: number[][]): Promis
       const key = { b: bufKey(core), a: [slot, gen] };
       const viaHome =
         core.ops === null || (d.thread !== core.home && (core.bflags & BF_HOME_DEAD) === 0);
-      await lockOrThrow(core.resv);
+      let attached = false;
       cleanupHolding(core.resv, true);
       try {
-        unlink(core, slot!);
-        if (viaHome && (core.bflags & BF_HOME_DEAD) === 0) await callHome(core, 'att:reap', key);
-        else if (core.ops !== null) await reapExporterSide(core, proxyFor(core, key.a, false));
+        await lockOrThrow(core.resv);
+        try {
+          // The thread may have died before the exporter's attach ran: then no detach is owed.
+          attached = (Atomics.load(at.i32, at.base(slot!) + A_FLAGS) & AF_EXP_ATTACHED) !== 0;
+          unlink(core, slot!);
+          if (!attached) {
+            // nothing on the exporter's side
+          } else if (viaHome && (core.bflags & BF_HOME_DEAD) === 0)
+            await callHome(core, 'att:reap', key);
+          else if (core.ops !== null) await reapExporterSide(core, proxyFor(core, key.a, false));
+        } finally {
+          core.resv.unlock();
+        }
       } finally {
         cleanupHolding(core.resv, false);
-        core.resv.unlock();
       }
-      if (viaHome && (core.bflags & BF_HOME_DEAD) === 0) await callHome(core, 'att:detach', key);
+      if (!attached) {
+        // nothing to detach on the exporter's side
+      } else if (viaHome && (core.bflags & BF_HOME_DEAD) === 0)
+        await callHome(core, 'att:detach', key);
       else if (core.ops !== null) {
         const p = proxyFor(core, key.a, false);
         core.proxies.delete(slot!);

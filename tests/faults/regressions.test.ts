@@ -5,6 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
+import { A_BUF_GEN, A_BUF_SLOT, A_DEVNAME, A_THREAD } from '../../src/buf/_layout.js';
 import { type DmaBuf, type DmaBufMap, Domain } from '../../src/index.js';
 import { readCounters } from '../../tools/stress/counted-exporter.js';
 import { bufView } from '../../tools/stress/inspect.js';
@@ -235,5 +236,32 @@ describe('the observing thread while it cleans up after a dead thread', () => {
     } finally {
       setDmaBufDebug(was);
     }
+  });
+});
+
+describe('attachments of a thread that died before the exporter attached them', () => {
+  const env = new Env(0);
+  after(() => env.stop());
+
+  it('are dropped without an exporter detach (none is owed)', async () => {
+    await env.start();
+    const d = Domain.current();
+    await ok(env.send(0, { op: 'export', id: 0, kind: 'bound', dynamic: false, out: 1 }));
+    const buf = env.local.objs.get(1) as DmaBuf;
+    // A thread that allocated its attachment record and died before the exporter's attach ran.
+    const t = d.allocThread();
+    const at = d.tables.attach;
+    const s = at.alloc();
+    const g = at.gen(s);
+    const b = at.base(s);
+    at.i32[b + A_BUF_SLOT] = (buf as any)._core.slot;
+    at.i32[b + A_BUF_GEN] = (buf as any)._core.gen;
+    at.i32[b + A_THREAD] = t;
+    at.i32[b + A_DEVNAME] = d.strings.intern('never-attached');
+    d.threadExited(t);
+    await until(() => !at.isAllocated(s) || at.gen(s) !== g);
+    await new Promise((r) => setTimeout(r, 10));
+    assert.equal(readCounters(env.counters, 0).attached, 0, 'no detach without an attach');
+    await ok(env.send(0, { op: 'put', ref: 1 }));
   });
 });
