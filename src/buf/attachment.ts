@@ -247,11 +247,18 @@ export class DmaBufAttachment {
     core.checkNotRevoked('mapAttachment');
     const pinOnMap = core.dynamic && !this.isDynamic;
     const { segments, token } = await exporterMap(core, this, direction, pinOnMap);
+    // Counted from the moment the exporter holds the mapping (the KERNEL-fence wait below may be
+    // long): if this thread dies meanwhile, its exit cleanup knows there is one to undo.
+    const at = core.d.tables.attach;
+    Atomics.add(at.i32, this.rec + A_MAPS, 1);
     const unwind = async (e: unknown): Promise<never> => {
       try {
         await exporterUnmap(core, this, token, direction, pinOnMap);
       } catch (e2) {
         process.emitWarning(`dmabuf: unmap while unwinding a failed map: ${String(e2)}`);
+      } finally {
+        Atomics.sub(at.i32, this.rec + A_MAPS, 1);
+        Atomics.notify(at.i32, this.rec + A_MAPS);
       }
       throw e;
     };
@@ -269,7 +276,6 @@ export class DmaBufAttachment {
     } catch (e) {
       return unwind(e);
     }
-    const at = core.d.tables.attach;
     const m = new DmaBufMapping(
       this,
       direction,
@@ -279,7 +285,6 @@ export class DmaBufAttachment {
       Atomics.load(at.i32, this.rec + A_INVAL_SEQ),
     );
     this._maps.add(m);
-    Atomics.add(at.i32, this.rec + A_MAPS, 1);
     return m;
   }
 
@@ -659,7 +664,9 @@ async function reapExporterSide(core: BufCore, p: DmaBufAttachment): Promise<voi
   const pinOnMap = core.dynamic && !p.isDynamic;
   // Mappings a shared exporter made inside the dead thread (its ops ran there) are not tracked
   // here: their tables died with the thread. The exporter still unmaps each, with an empty table.
-  const untracked = Math.max(0, maps - tracked);
+  // (A thread-bound exporter made every mapping here, tracked: MAPS may lag behind by one the
+  // dead thread was about to count or uncount, which must not be undone twice.)
+  const untracked = core.shareable ? Math.max(0, maps - tracked) : 0;
   for (let i = 0; i < untracked; i++) {
     try {
       await ops.unmapDmaBuf(p, EMPTY_TABLE, DMA_BIDIRECTIONAL);

@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { A_BUF_GEN, A_BUF_SLOT, A_DEVNAME, A_THREAD } from '../../src/buf/_layout.js';
+import { A_BUF_GEN, A_BUF_SLOT, A_DEVNAME, A_MAPS, A_THREAD } from '../../src/buf/_layout.js';
 import { type DmaBuf, type DmaBufMap, Domain } from '../../src/index.js';
 import { readCounters } from '../../tools/stress/counted-exporter.js';
 import { bufView } from '../../tools/stress/inspect.js';
@@ -197,6 +197,56 @@ describe('mappings of a thread that exits', () => {
       assert.equal(readCounters(env.counters, 0).releases, 1);
     });
   }
+});
+
+describe('mappings in flight when their thread dies', () => {
+  const env = new Env(1);
+  after(() => env.stop());
+
+  it('a static importer killed while its map waits for a KERNEL fence leaves nothing mapped or pinned', async () => {
+    await env.start();
+    await ok(env.send(0, { op: 'export', id: 0, kind: 'shared', dynamic: true, out: 1 }));
+    await ok(
+      env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
+    );
+    await ok(env.send(1, { op: 'attach', ref: 2, dynamic: false, dev: 'doomed', out: 3 }));
+    await ok(env.send(0, { op: 'fence', ref: 1, usage: 0, out: 4 })); // a pending move
+    const mapping = env.send(1, { op: 'map', att: 3, out: 5 }).catch(() => null);
+    await until(() => readCounters(env.counters, 0).maps === 1); // mapped, now waiting
+    assert.equal(readCounters(env.counters, 0).pins, 1);
+    await env.kill(1);
+    await until(() => readCounters(env.counters, 0).attached === 0);
+    assert.equal(readCounters(env.counters, 0).maps, 0, 'unmapped');
+    assert.equal(readCounters(env.counters, 0).pins, 0, 'and unpinned');
+    void mapping;
+    await ok(env.send(0, { op: 'signal', fences: [4] }));
+    await env.respawn(1);
+    await ok(env.send(0, { op: 'put', ref: 1 }));
+  });
+
+  it("a thread-bound exporter's cleanup unmaps only what it mapped, whatever the importer had counted", async () => {
+    await env.start();
+    const d = Domain.current();
+    await ok(env.send(0, { op: 'export', id: 1, kind: 'bound', dynamic: true, out: 1 }));
+    await ok(
+      env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
+    );
+    await ok(env.send(1, { op: 'attach', ref: 2, dynamic: false, dev: 'doomed', out: 3 }));
+    await ok(env.send(1, { op: 'map', att: 3, out: 4 }));
+    // The importer's count runs ahead of the exporter by one, as when it dies between the
+    // exporter's unmap and its own decrement.
+    const at = d.tables.attach;
+    let rec = 0;
+    for (let s = 1; s < at.highWater; s++)
+      if (at.isAllocated(s) && at.i32[at.base(s) + A_THREAD] === env.workers[1]!.thread) rec = s;
+    Atomics.add(at.i32, at.base(rec) + A_MAPS, 1);
+    await env.kill(1);
+    await until(() => readCounters(env.counters, 1).attached === 0);
+    assert.equal(readCounters(env.counters, 1).maps, 0, 'one unmap for the one mapping');
+    assert.equal(readCounters(env.counters, 1).pins, 0);
+    await env.respawn(1);
+    await ok(env.send(0, { op: 'put', ref: 1 }));
+  });
 });
 
 describe('the observing thread while it cleans up after a dead thread', () => {
