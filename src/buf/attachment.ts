@@ -122,6 +122,7 @@ export class DmaBufAttachment {
   /** @internal exporter-side maps made for a remote importer */
   readonly _exporterMaps = new Map<number, ExporterMap>();
   /** @internal */ _mapSeq = 0;
+  /** @internal exporter-side pins made for a remote importer (explicit ones) */ _pins = 0;
 
   /** @internal use DmaBuf#attach / DmaBuf#dynamicAttach. */
   constructor(
@@ -592,12 +593,16 @@ registerRpc('att:detach', async (a: { b: unknown; a: unknown }) => {
 
 registerRpc('att:pin', async (a: { b: unknown; a: unknown }) => {
   const core = exportedCore(a.b);
-  if (core.ops?.pin) checkOpResult(await core.ops.pin(proxyFor(core, a.a, false)), 'pin');
+  const p = proxyFor(core, a.a, false);
+  if (core.ops?.pin) checkOpResult(await core.ops.pin(p), 'pin');
+  p._pins++;
 });
 
 registerRpc('att:unpin', async (a: { b: unknown; a: unknown }) => {
   const core = exportedCore(a.b);
-  await core.ops?.unpin?.(proxyFor(core, a.a, false));
+  const p = proxyFor(core, a.a, false);
+  p._pins = Math.max(0, p._pins - 1);
+  await core.ops?.unpin?.(p);
 });
 
 registerRpc('att:map', async (a: { b: unknown; a: unknown; dir: unknown; pin: boolean }) => {
@@ -660,7 +665,9 @@ async function reapExporterSide(core: BufCore, p: DmaBufAttachment): Promise<voi
   const at = core.d.tables.attach;
   const b = at.base(p._slot);
   const maps = Atomics.load(at.i32, b + A_MAPS);
-  const pins = Atomics.load(at.i32, b + A_PINS);
+  // Explicit pins: a thread-bound exporter pinned here and counted them exactly (PINS may lag by
+  // one the dying importer was about to count); a shared exporter's were made in the dead thread.
+  const pins = core.shareable ? Atomics.load(at.i32, b + A_PINS) : p._pins;
   const pinOnMap = core.dynamic && !p.isDynamic;
   // Mappings a shared exporter made inside the dead thread (its ops ran there) are not tracked
   // here: their tables died with the thread. The exporter still unmaps each, with an empty table.
@@ -842,6 +849,8 @@ export async function detachImpl(core: BufCore, att: unknown): Promise<void> {
     }
     if (core.exporterReachable()) {
       try {
+        // No longer owed by the exit cleanup should this thread die from here on.
+        Atomics.and(at.i32, at.base(att._slot) + A_FLAGS, ~AF_EXP_ATTACHED);
         await exporterDetach(core, att);
       } catch (e) {
         process.emitWarning(`dmabuf: exporter detach failed: ${String(e)}`);

@@ -249,6 +249,48 @@ describe('mappings in flight when their thread dies', () => {
   });
 });
 
+describe('forwarded calls in flight when the importer dies', () => {
+  const env = new Env(2);
+  after(() => env.stop());
+
+  it('a detach already sent home is not sent again by the exit cleanup', async () => {
+    await env.start();
+    await ok(env.send(1, { op: 'export', id: 0, kind: 'bound', dynamic: true, out: 1 }));
+    await ok(
+      env.send(2, { op: 'claim', desc: await ok(env.send(1, { op: 'share', ref: 1 })), out: 2 }),
+    );
+    await ok(env.send(2, { op: 'attach', ref: 2, dynamic: true, dev: 'doomed', out: 3 }));
+    assert.equal(readCounters(env.counters, 0).attached, 1);
+    const busy = env.send(1, { op: 'spin', ms: 300 }); // the exporter's thread is slow to answer
+    void env.send(2, { op: 'detach', att: 3 }).catch(() => null); // sent, waiting for the answer
+    await new Promise((r) => setTimeout(r, 50));
+    await env.kill(2);
+    await busy;
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(readCounters(env.counters, 0).attached, 0, 'detached once');
+    await env.respawn(2);
+    await ok(env.send(1, { op: 'put', ref: 1 }));
+  });
+
+  it('a pin the exporter made for an importer that died before counting it is undone', async () => {
+    await env.start();
+    await ok(env.send(1, { op: 'export', id: 1, kind: 'bound', dynamic: true, out: 1 }));
+    await ok(
+      env.send(2, { op: 'claim', desc: await ok(env.send(1, { op: 'share', ref: 1 })), out: 2 }),
+    );
+    await ok(env.send(2, { op: 'attach', ref: 2, dynamic: true, dev: 'doomed', out: 3 }));
+    const busy = env.send(1, { op: 'spin', ms: 300 });
+    void env.send(2, { op: 'pin', att: 3 }).catch(() => null); // pinned later, never counted
+    await new Promise((r) => setTimeout(r, 50));
+    await env.kill(2);
+    await busy;
+    await until(() => readCounters(env.counters, 1).attached === 0);
+    assert.equal(readCounters(env.counters, 1).pins, 0, 'unpinned');
+    await env.respawn(2);
+    await ok(env.send(1, { op: 'put', ref: 1 }));
+  });
+});
+
 describe('the observing thread while it cleans up after a dead thread', () => {
   const env = new Env(2);
   after(() => env.stop());

@@ -289,6 +289,14 @@ export class Executor {
         return this.get<DmaBuf>(m.ref, 'ref').sync(m.flags);
       case 'nop':
         return;
+      case 'spin': {
+        // Keeps this thread busy (its inbox unread) for `ms`, as a slow exporter would.
+        const end = performance.now() + m.ms;
+        while (performance.now() < end) {
+          // busy
+        }
+        return;
+      }
       case 'report':
         return this.report(m.ids as number[]);
       case 'forget':
