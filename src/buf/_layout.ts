@@ -32,7 +32,9 @@
  * 23 NAME_LEN    0 = no name, else byte length + 1
  * 24..31 NAME    up to 31 UTF-8 bytes (DMA_BUF_NAME_LEN - 1)
  * 32 EXPKIND     string id of the shared-exporter kind (0: thread-bound exporter)
- * 33 (pad)
+ * 33 VMAP_LIVE   1 while the exporter holds its vmap (stored after its vmap returned); whoever
+ *               CASes it 1 → 0 calls the exporter's vunmap, so that it runs once per vmap
+ *               whichever of a last vunmap, a retire or an exit cleanup gets there
  * 34..39 EXP     six words the exporter may use (DmaBuf#exporterWords)
  * ```
  * A concurrent reader of a LIVE record sees the written-once fields (they are stored before STATE
@@ -91,6 +93,7 @@ export const B_NAME_LEN = 23;
 export const B_NAME = 24;
 export const B_NAME_WORDS = 8;
 export const B_EXPKIND = 32;
+export const B_VMAP_LIVE = 33;
 export const B_EXP = 34;
 export const B_EXP_WORDS = 6;
 

@@ -94,6 +94,7 @@ import {
   B_STATE,
   B_VMAP_COUNT,
   B_VMAP_GEN,
+  B_VMAP_LIVE,
   B_VMAP_OWNER,
   BF_DYNAMIC,
   BF_EMBEDDED_RESV,
@@ -803,6 +804,7 @@ export class DmaBuf {
     core.vmapCache = { gen: g, map };
     Atomics.store(i32, core.b + B_VMAP_OWNER, core.d.thread);
     Atomics.store(i32, core.b + B_VMAP_COUNT, 1);
+    Atomics.store(i32, core.b + B_VMAP_LIVE, 1);
     vmapHoldAdd(core, 1);
     return map;
   }
@@ -830,7 +832,7 @@ export class DmaBuf {
       return;
     }
     try {
-      await exporterVunmap(core, map);
+      await exporterVunmapOnce(core, map);
     } finally {
       // The kernel's vunmap cannot fail: the mapping is gone even if the exporter complained.
       Atomics.store(i32, core.b + B_VMAP_OWNER, 0);
@@ -1364,6 +1366,15 @@ async function exporterVmap(core: BufCore): Promise<DmaBufSgTable> {
   return callHome(core, 'buf:vmap', { b: bufKey(core) });
 }
 
+/**
+ * The exporter's vunmap of the current vmap, unless somebody else (a last vunmap, a retire, an
+ * exit cleanup, racing or after a death half-way) has already taken it on: once per vmap.
+ */
+async function exporterVunmapOnce(core: BufCore, map: DmaBufMap | null): Promise<void> {
+  if (Atomics.compareExchange(core.i32, core.b + B_VMAP_LIVE, 1, 0) !== 1) return;
+  await exporterVunmap(core, map);
+}
+
 async function exporterVunmap(core: BufCore, map: DmaBufMap | null): Promise<void> {
   if (core.ops !== null) {
     const segs = core.exporterVmap ?? map?.segments ?? [];
@@ -1510,12 +1521,24 @@ async function dropThreadVmaps(
           Atomics.store(i32, core.b + B_VMAP_OWNER, 0);
           core.vmapCache = null;
           try {
-            await exporterVunmap(core, null);
+            await exporterVunmapOnce(core, null);
           } catch (e) {
             process.emitWarning(`dmabuf: vunmap for an exited thread failed: ${String(e)}`);
           }
         } else if (Atomics.load(i32, core.b + B_VMAP_OWNER) === thread) {
-          Atomics.store(i32, core.b + B_VMAP_OWNER, left === 0 ? 0 : vmapHolder(d, slot, gen));
+          const heir = vmapHolder(d, slot, gen);
+          Atomics.store(i32, core.b + B_VMAP_OWNER, heir);
+          if (heir === 0 && left > 0) {
+            // Counted but held by nobody alive (the dead thread was half-way through its last
+            // vunmap, or other exited threads' cleanups are behind): retire the mapping.
+            Atomics.store(i32, core.b + B_VMAP_COUNT, 0);
+            core.vmapCache = null;
+            try {
+              await exporterVunmapOnce(core, null);
+            } catch (e) {
+              process.emitWarning(`dmabuf: vunmap for an exited thread failed: ${String(e)}`);
+            }
+          }
         }
       } finally {
         core.resv.unlock();

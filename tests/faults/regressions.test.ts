@@ -291,6 +291,39 @@ describe('forwarded calls in flight when the importer dies', () => {
   });
 });
 
+describe('a last vunmap in flight when its thread dies', () => {
+  const env = new Env(2);
+  after(() => env.stop());
+
+  it('the exporter vunmaps once, and the buffer can be vmapped again', async () => {
+    await env.start();
+    const d = Domain.current();
+    const v = await ok(env.send(1, { op: 'export', id: 0, kind: 'bound', dynamic: false, out: 1 }));
+    await ok(
+      env.send(2, { op: 'claim', desc: await ok(env.send(1, { op: 'share', ref: 1 })), out: 2 }),
+    );
+    await ok(
+      env.send(0, { op: 'claim', desc: await ok(env.send(1, { op: 'share', ref: 1 })), out: 3 }),
+    );
+    await ok(env.send(2, { op: 'vmap', ref: 2, out: 4 }));
+    const busy = env.send(1, { op: 'spin', ms: 300 }); // the exporter's thread answers late
+    void env.send(2, { op: 'vunmap', vmap: 4 }).catch(() => null);
+    await new Promise((r) => setTimeout(r, 50));
+    await env.kill(2);
+    await busy;
+    await until(() => bufView(d, v.slot, v.gen).vmapCount === 0);
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(readCounters(env.counters, 0).vmaps, 0, 'vunmapped once');
+    await ok(env.send(0, { op: 'vmap', ref: 3, out: 5 }));
+    assert.equal(readCounters(env.counters, 0).vmaps, 1);
+    await ok(env.send(0, { op: 'vunmap', vmap: 5 }));
+    assert.equal(readCounters(env.counters, 0).vmaps, 0);
+    await env.respawn(2);
+    await ok(env.send(0, { op: 'put', ref: 3 }));
+    await ok(env.send(1, { op: 'put', ref: 1 }));
+  });
+});
+
 describe('the observing thread while it cleans up after a dead thread', () => {
   const env = new Env(2);
   after(() => env.stop());
