@@ -759,6 +759,10 @@ export class DmaBuf {
    * `dma_buf_vmap`: a linear mapping of the whole buffer (reservation lock held). Refcounted: the
    * exporter's vmap runs only for the first user, later calls get the same mapping. EINVAL
    * without an exporter vmap.
+   *
+   * A thread that has no copy of the current mapping asks the thread that made it, by message,
+   * holding the lock: if that thread is blocked waiting for the same lock (`lockSync`), both wait
+   * forever. {@link vmapUnlocked} asks before taking the lock and does not have this problem.
    */
   async vmap(): Promise<DmaBufMap> {
     const core = this.live('vmap');
@@ -782,13 +786,15 @@ export class DmaBuf {
       Atomics.store(i32, core.b + B_VMAP_OWNER, 0);
       core.vmapCache = null;
       try {
-        await exporterVunmap(core, null);
+        await exporterVunmapOnce(core, null);
       } catch (e) {
         process.emitWarning(
           `dmabuf: vunmap of a mapping left by exited threads failed: ${String(e)}`,
         );
       }
     }
+    // A mapping nobody counts (its maker died before counting it) is the exporter's to drop first.
+    await exporterVunmapOnce(core, null);
     let segs: DmaBufSegment[];
     try {
       segs = plainSegments(await exporterVmap(core), 'vmap');
@@ -845,6 +851,9 @@ export class DmaBuf {
   async vmapUnlocked(): Promise<DmaBufMap> {
     const core = this.live('vmapUnlocked');
     forbidHeld(core.resv, 'vmapUnlocked');
+    // Ask the mapping's owner for this thread's copy before taking the lock: under it, the owner
+    // might be a thread blocked waiting for that very lock (lockSync), and never answer.
+    await prefetchVmap(core);
     await lockOrThrow(core.resv);
     try {
       return await this.vmap();
@@ -1407,9 +1416,19 @@ registerRpc('buf:mmap', async (a: { b: unknown; vma: DmaBufVma }) => {
   return plainSegments(await exporterMmap(core, vma), 'mmap');
 });
 
-registerRpc('buf:vmap', async (a: { b: unknown }) => {
+registerRpc('buf:vmap', async (a: { b: unknown }, from: number) => {
   const core = exportedCore(a.b);
-  return plainSegments(await exporterVmap(core), 'vmap');
+  const segs = plainSegments(await exporterVmap(core), 'vmap');
+  // Recorded here too: should the asking thread die before its answer arrives, its exit cleanup
+  // finds the mapping it owned and has it vunmapped.
+  Atomics.store(core.i32, core.b + B_VMAP_OWNER, from);
+  Atomics.store(core.i32, core.b + B_VMAP_LIVE, 1);
+  if (!core.d.isThreadAlive(from)) {
+    // It died while this was on the way, and its exit cleanup may have run already.
+    await exporterVunmapOnce(core, null);
+    fail('ENODEV', 'the thread that asked for the vmap exited');
+  }
+  return segs;
 });
 
 registerRpc('buf:vunmap', async (a: { b: unknown }) => {
@@ -1517,7 +1536,7 @@ async function dropThreadVmaps(
         if (Atomics.load(i32, core.b + B_VMAP_GEN) !== vgen) continue;
         const left = Math.max(0, Atomics.load(i32, core.b + B_VMAP_COUNT) - n);
         Atomics.store(i32, core.b + B_VMAP_COUNT, left);
-        if (left === 0 && n > 0) {
+        if (left === 0) {
           Atomics.store(i32, core.b + B_VMAP_OWNER, 0);
           core.vmapCache = null;
           try {
@@ -1583,6 +1602,27 @@ async function peekVmap(core: BufCore, g: number): Promise<DmaBufMap | null> {
     }
   }
   return fail('EIO', 'vmap: the threads holding the mapping keep exiting');
+}
+
+/**
+ * Without the lock: when the buffer is vmapped and this thread has no copy of the mapping, asks
+ * the owner for one and caches it under the generation read first (a stale answer is caught by
+ * the generation check under the lock). Best effort: any failure is left for {@link DmaBuf#vmap}.
+ */
+async function prefetchVmap(core: BufCore): Promise<void> {
+  const i32 = core.i32;
+  if ((core.bflags & BF_HAS_VMAP) === 0 || Atomics.load(i32, core.b + B_VMAP_COUNT) === 0) return;
+  const g = Atomics.load(i32, core.b + B_VMAP_GEN);
+  if (core.vmapCache?.gen === g) return;
+  const owner = Atomics.load(i32, core.b + B_VMAP_OWNER);
+  if (owner === 0 || owner === core.d.thread || !core.d.isThreadAlive(owner)) return;
+  try {
+    const segs = await rpcCall(core.d, owner, 'buf:vmapPeek', bufKey(core));
+    if (core.vmapCache?.gen !== g)
+      core.vmapCache = { gen: g, map: new DmaBufMap(core, g, plainSegments(segs, 'vmap')) };
+  } catch {
+    // the owner is gone or has none: vmap() sorts it out
+  }
 }
 
 /** Waits (briefly: exit hooks are synchronous) until no thread of the domain is exiting. */

@@ -324,6 +324,57 @@ describe('a last vunmap in flight when its thread dies', () => {
   });
 });
 
+describe('a first vmap in flight when its thread dies', () => {
+  const env = new Env(2);
+  after(() => env.stop());
+
+  it('the exporter vunmaps what it mapped for the dead thread', async () => {
+    await env.start();
+    await ok(env.send(1, { op: 'export', id: 0, kind: 'bound', dynamic: false, out: 1 }));
+    await ok(
+      env.send(2, { op: 'claim', desc: await ok(env.send(1, { op: 'share', ref: 1 })), out: 2 }),
+    );
+    const busy = env.send(1, { op: 'spin', ms: 300 }); // the exporter answers after the death
+    void env.send(2, { op: 'vmap', ref: 2, out: 3 }).catch(() => null);
+    await new Promise((r) => setTimeout(r, 50));
+    await env.kill(2);
+    await busy;
+    await until(
+      () =>
+        readCounters(env.counters, 0).vmaps === 0 && readCounters(env.counters, 0).releases === 0,
+    );
+    await new Promise((r) => setTimeout(r, 30));
+    assert.equal(readCounters(env.counters, 0).vmaps, 0);
+    await env.respawn(2);
+    await ok(env.send(1, { op: 'put', ref: 1 }));
+  });
+
+  it('vmapUnlocked gets its copy of the mapping before taking the lock (an owner blocked on that lock cannot hold it up)', async () => {
+    await env.start();
+    await ok(env.send(0, { op: 'export', id: 1, kind: 'shared', dynamic: false, out: 1 }));
+    await ok(
+      env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
+    );
+    await ok(
+      env.send(2, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 3 }),
+    );
+    await ok(env.send(1, { op: 'vmap', ref: 2, out: 4 })); // worker 1 owns the mapping
+    await ok(env.send(2, { op: 'hold', ref: 3 })); // somebody else holds the lock
+    const buf = env.local.objs.get(1) as DmaBuf;
+    const core = (buf as any)._core;
+    const vmapping = buf.vmapUnlocked();
+    await until(() => core.vmapCache !== null); // asked and answered while the lock is held
+    await ok(env.send(2, { op: 'release', ref: 3 }));
+    const map = await vmapping;
+    await buf.vunmapUnlocked(map);
+    await ok(env.send(1, { op: 'vunmap', vmap: 4 }));
+    assert.equal(readCounters(env.counters, 1).vmaps, 0);
+    await ok(env.send(1, { op: 'put', ref: 2 }));
+    await ok(env.send(2, { op: 'put', ref: 3 }));
+    await ok(env.send(0, { op: 'put', ref: 1 }));
+  });
+});
+
 describe('the observing thread while it cleans up after a dead thread', () => {
   const env = new Env(2);
   after(() => env.stop());

@@ -289,6 +289,15 @@ export class Executor {
         return this.get<DmaBuf>(m.ref, 'ref').sync(m.flags);
       case 'nop':
         return;
+      case 'hold': {
+        // Takes the buffer's reservation lock and keeps it until 'release'.
+        const buf = this.get<DmaBuf>(m.ref, 'ref');
+        await buf.resv.lock(null);
+        return;
+      }
+      case 'release':
+        this.get<DmaBuf>(m.ref, 'ref').resv.unlock();
+        return;
       case 'spin': {
         // Keeps this thread busy (its inbox unread) for `ms`, as a slow exporter would.
         const end = performance.now() + m.ms;
