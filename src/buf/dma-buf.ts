@@ -1219,9 +1219,9 @@ function claimTicket(desc: unknown): { core: BufCore; mode: number } {
     ht.i32[b + H_THREAD] !== 0
   )
     fail('EBADF', 'stale or forged dma-buf descriptor');
-  if (Atomics.compareExchange(ht.i32, b + H_KIND, H_TICKET, 0) !== H_TICKET)
-    fail('EBADF', 'the dma-buf descriptor was already installed');
-  ht.free(x.t);
+  // Everything that can take a while comes before the claim (the ticket's reference keeps the
+  // record alive meanwhile): from the claim until the caller records the reference as this
+  // thread's, a death of this thread loses it, so that window is kept to a few statements.
   ensureInbox(d);
   const core = coreFor(d, x.s, x.g);
   const exp = x.exp;
@@ -1237,6 +1237,11 @@ function claimTicket(desc: unknown): { core: BufCore; mode: number } {
       process.emitWarning(`dmabuf: could not rebuild the exporter here: ${String(e)}`);
     }
   }
+  if (Atomics.compareExchange(ht.i32, b + H_KIND, H_TICKET, 0) !== H_TICKET) {
+    coreMaybeForget(core);
+    fail('EBADF', 'the dma-buf descriptor was already installed');
+  }
+  ht.free(x.t);
   return { core, mode: x.mode };
 }
 
