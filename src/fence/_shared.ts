@@ -83,12 +83,14 @@ export function slotTryGet(d: Domain, slot: number, gen: number): boolean {
 /** Adds a reference to a slot the caller already holds one on. */
 export function slotGet(d: Domain, slot: number): void {
   const t = d.tables.fence;
+  t.ensure(slot);
   Atomics.add(t.i64, i64At(t, slot, F_REFGEN), 1n);
 }
 
 /** Drops a reference; the last one frees the slot. */
 export function slotPut(d: Domain, slot: number): void {
   const t = d.tables.fence;
+  t.ensure(slot);
   const i = i64At(t, slot, F_REFGEN);
   for (;;) {
     const v = Atomics.load(t.i64, i);
@@ -109,6 +111,7 @@ export function slotPut(d: Domain, slot: number): void {
 
 export function slotRefs(d: Domain, slot: number): number {
   const t = d.tables.fence;
+  t.ensure(slot);
   return Number(Atomics.load(t.i64, i64At(t, slot, F_REFGEN)) & LOW32);
 }
 
@@ -118,6 +121,7 @@ export function slotRefs(d: Domain, slot: number): number {
  */
 export function slotSignal(d: Domain, slot: number, ts: bigint, error: number): boolean {
   const t = d.tables.fence;
+  t.ensure(slot);
   const b = t.base(slot);
   const claim = (d.thread << 2) | 1;
   if (Atomics.compareExchange(t.i32, b + F_STATE, STATE_PENDING, claim) !== STATE_PENDING)
@@ -132,6 +136,7 @@ export function slotSignal(d: Domain, slot: number, ts: bigint, error: number): 
 /** Lowers the slot's recorded deadline to `ns` if it is earlier (or none was set). */
 export function slotSetDeadline(d: Domain, slot: number, ns: bigint): void {
   const t = d.tables.fence;
+  t.ensure(slot);
   const i = i64At(t, slot, F_DEADLINE);
   for (;;) {
     const v = Atomics.load(t.i64, i);

@@ -441,3 +441,43 @@ describe('attachments of a thread that died before the exporter attached them', 
     await ok(env.send(0, { op: 'put', ref: 1 }));
   });
 });
+
+describe('shared tables grown by another thread', () => {
+  const env = new Env(1);
+  after(() => env.stop());
+
+  it("a reservation object reads fences in slots beyond this thread's view of the fence table", async () => {
+    await env.start();
+    const d = Domain.current();
+    const { DmaFence: Fence } = await import('../../src/index.js');
+    const fops = { getDriverName: () => 'main', getTimelineName: () => 'main' };
+    await ok(env.send(0, { op: 'export', id: 0, kind: 'shared', dynamic: false, out: 1 }));
+    await ok(
+      env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
+    );
+    const mine = new Fence(fops, Fence.contextAlloc(1), 1);
+    (mine as any).publish(); // its slot is one this thread has seen
+    // The worker grows the fence table past what this thread has seen, then adds a fence there.
+    const before = d.tables.fence.i32.length;
+    await ok(env.send(1, { op: 'publishFences', n: 1100, out: 3 }));
+    const f = await ok(env.send(1, { op: 'fence', ref: 2, usage: 1, out: 4 }));
+    assert.ok((f.slot + 1) * 24 > before, 'the fence sits beyond the view this thread had');
+    const buf = env.local.objs.get(1) as DmaBuf;
+    const other = new Fence(fops, Fence.contextAlloc(1), 1);
+    assert.equal(await buf.resv.lock(null), 0);
+    try {
+      buf.resv.reserveFences(1);
+      buf.resv.addFence(mine, 2); // walks the entries: reads the worker's fence
+      buf.resv.replaceFences(f.context, other, 3); // must find it by its context
+    } finally {
+      buf.resv.unlock();
+    }
+    assert.equal(buf.resv.getFences(3).includes(other), true, 'replaced');
+    other.signal();
+    mine.signal();
+    await ok(env.send(1, { op: 'signal', fences: [4] }));
+    await ok(env.send(1, { op: 'signalAll', fences: 3 }));
+    await ok(env.send(1, { op: 'put', ref: 2 }));
+    await ok(env.send(0, { op: 'put', ref: 1 }));
+  });
+});
