@@ -32,7 +32,9 @@
  * 23 NAME_LEN    0 = no name, else byte length + 1
  * 24..31 NAME    up to 31 UTF-8 bytes (DMA_BUF_NAME_LEN - 1)
  * 32 EXPKIND     string id of the shared-exporter kind (0: thread-bound exporter)
- * 33 (pad)
+ * 33 VMAP_LIVE   1 while the exporter holds its vmap (stored after its vmap returned); whoever
+ *               CASes it 1 → 0 calls the exporter's vunmap, so that it runs once per vmap
+ *               whichever of a last vunmap, a retire or an exit cleanup gets there
  * 34..39 EXP     six words the exporter may use (DmaBuf#exporterWords)
  * ```
  * A concurrent reader of a LIVE record sees the written-once fields (they are stored before STATE
@@ -43,7 +45,8 @@
  *  2 BUF_SLOT   3 BUF_GEN   the buffer (written once)
  *  4 NEXT       next attachment of the same buffer (under the reservation lock)
  *  5 THREAD     importer's thread (written once)
- *  6 AFLAGS     A_* bits (LISTED under the reservation lock, others written once)
+ *  6 AFLAGS     AF_* bits (LISTED under the reservation lock, EXP_ATTACHED by OR where the
+ *               exporter's attach ran, others written once)
  *  7 DEVNAME    string id of the device's name (written once)
  *  8 MAPS       live mappings (map − unmap); revoke waits for 0 here (notified on decrement)
  *  9 PINS       explicit pins of a dynamic importer (pin − unpin)
@@ -90,6 +93,7 @@ export const B_NAME_LEN = 23;
 export const B_NAME = 24;
 export const B_NAME_WORDS = 8;
 export const B_EXPKIND = 32;
+export const B_VMAP_LIVE = 33;
 export const B_EXP = 34;
 export const B_EXP_WORDS = 6;
 
@@ -131,6 +135,8 @@ export const AF_DYNAMIC = 1;
 export const AF_P2P = 2;
 export const AF_INVALIDATE = 4;
 export const AF_LISTED = 8;
+/** The exporter's attach op ran and succeeded (set right after, where it ran): detach is owed. */
+export const AF_EXP_ATTACHED = 16;
 
 export const HANDLE_SLOT_WORDS = 8;
 

@@ -53,6 +53,7 @@ import {
   A_PINS,
   A_THREAD,
   AF_DYNAMIC,
+  AF_EXP_ATTACHED,
   AF_INVALIDATE,
   AF_LISTED,
   AF_P2P,
@@ -124,6 +125,7 @@ export class DmaBufAttachment {
   /** The DYNAMIC, P2P and INVALIDATE flags, fixed at attach (read once: after detach the record
    * may belong to another attachment). */
   readonly #flags: number;
+  /** @internal exporter-side pins made for a remote importer (explicit ones) */ _pins = 0;
 
   /** @internal use DmaBuf#attach / DmaBuf#dynamicAttach. */
   constructor(
@@ -262,11 +264,18 @@ export class DmaBufAttachment {
     core.checkNotRevoked('mapAttachment');
     const pinOnMap = core.dynamic && !this.isDynamic;
     const { segments, token } = await exporterMap(core, this, direction, pinOnMap);
+    // Counted from the moment the exporter holds the mapping (the KERNEL-fence wait below may be
+    // long): if this thread dies meanwhile, its exit cleanup knows there is one to undo.
+    const at = core.d.tables.attach;
+    Atomics.add(at.i32, this.rec + A_MAPS, 1);
     const unwind = async (e: unknown): Promise<never> => {
       try {
         await exporterUnmap(core, this, token, direction, pinOnMap);
       } catch (e2) {
         warn(`dmabuf: unmap while unwinding a failed map: ${String(e2)}`);
+      } finally {
+        Atomics.sub(at.i32, this.rec + A_MAPS, 1);
+        Atomics.notify(at.i32, this.rec + A_MAPS);
       }
       throw e;
     };
@@ -284,7 +293,6 @@ export class DmaBufAttachment {
     } catch (e) {
       return unwind(e);
     }
-    const at = core.d.tables.attach;
     const m = new DmaBufMapping(
       this,
       direction,
@@ -294,7 +302,6 @@ export class DmaBufAttachment {
       Atomics.load(at.i32, this.rec + A_INVAL_SEQ),
     );
     this._maps.add(m);
-    Atomics.add(at.i32, this.rec + A_MAPS, 1);
     return m;
   }
 
@@ -545,9 +552,16 @@ async function exporterPin(core: BufCore, att: DmaBufAttachment, pin: boolean): 
 async function exporterAttach(core: BufCore, att: DmaBufAttachment): Promise<void> {
   if (core.ops !== null) {
     if (core.ops.attach) checkOpResult(await core.ops.attach(core.borrowed, att), 'attach');
+    markExporterAttached(core, att._slot);
     return;
   }
   await callHome(core, 'att:attach', { b: bufKey(core), a: attKey(att) });
+}
+
+/** Records that the exporter's attach op ran for attachment record `slot` (its detach is owed). */
+function markExporterAttached(core: BufCore, slot: number): void {
+  const at = core.d.tables.attach;
+  Atomics.or(at.i32, at.base(slot) + A_FLAGS, AF_EXP_ATTACHED);
 }
 
 async function exporterDetach(core: BufCore, att: DmaBufAttachment): Promise<void> {
@@ -575,12 +589,20 @@ function proxyFor(core: BufCore, key: unknown, create: boolean): DmaBufAttachmen
 registerRpc('att:attach', async (a: { b: unknown; a: unknown }) => {
   const core = exportedCore(a.b);
   const p = proxyFor(core, a.a, true);
+  // An importer that exited while its request was on the way is (being) cleaned up: attaching
+  // now would leave an attachment nobody detaches.
+  const at = core.d.tables.attach;
+  if (!core.d.isThreadAlive(Atomics.load(at.i32, at.base(p._slot) + A_THREAD))) {
+    core.proxies.delete(p._slot);
+    fail('ENODEV', 'the importer exited');
+  }
   try {
     if (core.ops?.attach) checkOpResult(await core.ops.attach(core.borrowed, p), 'attach');
   } catch (e) {
     core.proxies.delete(p._slot);
     throw e;
   }
+  markExporterAttached(core, p._slot);
 });
 
 registerRpc('att:detach', async (a: { b: unknown; a: unknown }) => {
@@ -592,12 +614,16 @@ registerRpc('att:detach', async (a: { b: unknown; a: unknown }) => {
 
 registerRpc('att:pin', async (a: { b: unknown; a: unknown }) => {
   const core = exportedCore(a.b);
-  if (core.ops?.pin) checkOpResult(await core.ops.pin(proxyFor(core, a.a, false)), 'pin');
+  const p = proxyFor(core, a.a, false);
+  if (core.ops?.pin) checkOpResult(await core.ops.pin(p), 'pin');
+  p._pins++;
 });
 
 registerRpc('att:unpin', async (a: { b: unknown; a: unknown }) => {
   const core = exportedCore(a.b);
-  await core.ops?.unpin?.(proxyFor(core, a.a, false));
+  const p = proxyFor(core, a.a, false);
+  p._pins = Math.max(0, p._pins - 1);
+  await core.ops?.unpin?.(p);
 });
 
 registerRpc('att:map', async (a: { b: unknown; a: unknown; dir: unknown; pin: boolean }) => {
@@ -660,11 +686,15 @@ async function reapExporterSide(core: BufCore, p: DmaBufAttachment): Promise<voi
   const at = core.d.tables.attach;
   const b = at.base(p._slot);
   const maps = Atomics.load(at.i32, b + A_MAPS);
-  const pins = Atomics.load(at.i32, b + A_PINS);
+  // Explicit pins: a thread-bound exporter pinned here and counted them exactly (PINS may lag by
+  // one the dying importer was about to count); a shared exporter's were made in the dead thread.
+  const pins = core.shareable ? Atomics.load(at.i32, b + A_PINS) : p._pins;
   const pinOnMap = core.dynamic && !p.isDynamic;
   // Mappings a shared exporter made inside the dead thread (its ops ran there) are not tracked
   // here: their tables died with the thread. The exporter still unmaps each, with an empty table.
-  const untracked = Math.max(0, maps - tracked);
+  // (A thread-bound exporter made every mapping here, tracked: MAPS may lag behind by one the
+  // dead thread was about to count or uncount, which must not be undone twice.)
+  const untracked = core.shareable ? Math.max(0, maps - tracked) : 0;
   for (let i = 0; i < untracked; i++) {
     try {
       await ops.unmapDmaBuf(p, EMPTY_TABLE, DMA_BIDIRECTIONAL);
@@ -840,6 +870,8 @@ export async function detachImpl(core: BufCore, att: unknown): Promise<void> {
     }
     if (core.exporterReachable()) {
       try {
+        // No longer owed by the exit cleanup should this thread die from here on.
+        Atomics.and(at.i32, at.base(att._slot) + A_FLAGS, ~AF_EXP_ATTACHED);
         await exporterDetach(core, att);
       } catch (e) {
         warn(`dmabuf: exporter detach failed: ${String(e)}`);
@@ -945,17 +977,29 @@ export async function reapThreadAttachments(d: Domain, list: number[][]): Promis
       const key = { b: bufKey(core), a: [slot, gen] };
       const viaHome =
         core.ops === null || (d.thread !== core.home && (core.bflags & BF_HOME_DEAD) === 0);
-      await lockOrThrow(core.resv);
+      let attached = false;
       cleanupHolding(core.resv, true);
       try {
-        unlink(core, slot!);
-        if (viaHome && (core.bflags & BF_HOME_DEAD) === 0) await callHome(core, 'att:reap', key);
-        else if (core.ops !== null) await reapExporterSide(core, proxyFor(core, key.a, false));
+        await lockOrThrow(core.resv);
+        try {
+          // The thread may have died before the exporter's attach ran: then no detach is owed.
+          attached = (Atomics.load(at.i32, at.base(slot!) + A_FLAGS) & AF_EXP_ATTACHED) !== 0;
+          unlink(core, slot!);
+          if (!attached) {
+            // nothing on the exporter's side
+          } else if (viaHome && (core.bflags & BF_HOME_DEAD) === 0)
+            await callHome(core, 'att:reap', key);
+          else if (core.ops !== null) await reapExporterSide(core, proxyFor(core, key.a, false));
+        } finally {
+          core.resv.unlock();
+        }
       } finally {
         cleanupHolding(core.resv, false);
-        core.resv.unlock();
       }
-      if (viaHome && (core.bflags & BF_HOME_DEAD) === 0) await callHome(core, 'att:detach', key);
+      if (!attached) {
+        // nothing to detach on the exporter's side
+      } else if (viaHome && (core.bflags & BF_HOME_DEAD) === 0)
+        await callHome(core, 'att:detach', key);
       else if (core.ops !== null) {
         const p = proxyFor(core, key.a, false);
         core.proxies.delete(slot!);

@@ -63,16 +63,19 @@ export function forbidHeld(resv: DmaResv | null, what: string): void {
 }
 
 /**
- * Reservation objects that this thread's thread-exit cleanup (a background task: detaching a
- * dead thread's attachments, dropping its vmaps) holds right now. The locking convention is
- * judged per thread, but the cleanup is not the caller's task: while it holds a buffer's lock,
- * another task of the same thread calling `put` or `attach` on that buffer is not breaking the
- * convention, and must not get a spurious EDEADLK.
+ * Reservation objects whose lock this thread's thread-exit cleanup (a background task: detaching
+ * a dead thread's attachments, dropping its vmaps) holds or is taking right now, with how many
+ * cleanup tasks do. The locking convention is judged per thread, but the cleanup is not the
+ * caller's task: while it holds a buffer's lock, another task of the same thread calling `put` or
+ * `attach` on that buffer is not breaking the convention and must not get a spurious EDEADLK. (The
+ * mark is set before the lock is taken: the acquisition completes a few microtasks before the
+ * cleanup resumes, and other tasks may run in between.)
  */
-const cleanupHolds = new Set<DmaResv>();
+const cleanupHolds = new Map<DmaResv, number>();
 
-/** @internal the exit cleanup took (`on`) or is about to drop `resv`'s lock. */
+/** @internal the exit cleanup is taking (`on`) or has dropped `resv`'s lock. */
 export function cleanupHolding(resv: DmaResv, on: boolean): void {
-  if (on) cleanupHolds.add(resv);
+  const n = (cleanupHolds.get(resv) ?? 0) + (on ? 1 : -1);
+  if (n > 0) cleanupHolds.set(resv, n);
   else cleanupHolds.delete(resv);
 }

@@ -40,7 +40,7 @@
 
 import { mightAlloc } from '../debug/lockdep.js';
 import { waitWhileEqualsAsync } from '../domain/_wait.js';
-import { Domain, onThreadExit } from '../domain/domain.js';
+import { Domain, MAX_THREADS, onThreadExit, THREAD_EXITING } from '../domain/domain.js';
 import {
   checkFlags,
   checkSignalOpts,
@@ -103,6 +103,7 @@ import {
   B_STATE,
   B_VMAP_COUNT,
   B_VMAP_GEN,
+  B_VMAP_LIVE,
   B_VMAP_OWNER,
   BF_DYNAMIC,
   BF_EMBEDDED_RESV,
@@ -782,6 +783,10 @@ export class DmaBuf {
    * `dma_buf_vmap`: a linear mapping of the whole buffer (reservation lock held). Refcounted: the
    * exporter's vmap runs only for the first user, later calls get the same mapping. EINVAL
    * without an exporter vmap.
+   *
+   * A thread that has no copy of the current mapping asks the thread that made it, by message,
+   * holding the lock: if that thread is blocked waiting for the same lock (`lockSync`), both wait
+   * forever. {@link vmapUnlocked} asks before taking the lock and does not have this problem.
    */
   async vmap(): Promise<DmaBufMap> {
     const core = this.live('vmap');
@@ -791,14 +796,27 @@ export class DmaBuf {
     if (Atomics.load(i32, core.b + B_VMAP_COUNT) > 0) {
       const g = Atomics.load(i32, core.b + B_VMAP_GEN);
       let map = core.vmapCache?.gen === g ? (core.vmapCache.map as DmaBufMap) : null;
-      if (map === null) {
-        map = await peekVmap(core, g);
+      if (map === null) map = await peekVmap(core, g);
+      if (map !== null) {
         core.vmapCache = { gen: g, map };
+        Atomics.add(i32, core.b + B_VMAP_COUNT, 1);
+        vmapHoldAdd(core, 1);
+        return map;
       }
-      Atomics.add(i32, core.b + B_VMAP_COUNT, 1);
-      vmapHoldAdd(core, 1);
-      return map;
+      // Only exited threads held the mapping (their exit cleanup waits for this lock): retire it
+      // as their last vunmap would have, and map afresh. The new generation tells that cleanup
+      // that their share went with the old mapping.
+      Atomics.store(i32, core.b + B_VMAP_COUNT, 0);
+      Atomics.store(i32, core.b + B_VMAP_OWNER, 0);
+      core.vmapCache = null;
+      try {
+        await exporterVunmapOnce(core, null);
+      } catch (e) {
+        warn(`dmabuf: vunmap of a mapping left by exited threads failed: ${String(e)}`);
+      }
     }
+    // A mapping nobody counts (its maker died before counting it) is the exporter's to drop first.
+    await exporterVunmapOnce(core, null);
     let segs: DmaBufSegment[];
     try {
       segs = plainSegments(await exporterVmap(core), 'vmap');
@@ -814,6 +832,7 @@ export class DmaBuf {
     core.vmapCache = { gen: g, map };
     Atomics.store(i32, core.b + B_VMAP_OWNER, core.d.thread);
     Atomics.store(i32, core.b + B_VMAP_COUNT, 1);
+    Atomics.store(i32, core.b + B_VMAP_LIVE, 1);
     vmapHoldAdd(core, 1);
     return map;
   }
@@ -841,7 +860,7 @@ export class DmaBuf {
       return;
     }
     try {
-      await exporterVunmap(core, map);
+      await exporterVunmapOnce(core, map);
     } finally {
       // The kernel's vunmap cannot fail: the mapping is gone even if the exporter complained.
       Atomics.store(i32, core.b + B_VMAP_OWNER, 0);
@@ -854,6 +873,9 @@ export class DmaBuf {
   async vmapUnlocked(): Promise<DmaBufMap> {
     const core = this.live('vmapUnlocked');
     forbidHeld(core.resv, 'vmapUnlocked');
+    // Ask the mapping's owner for this thread's copy before taking the lock: under it, the owner
+    // might be a thread blocked waiting for that very lock (lockSync), and never answer.
+    await prefetchVmap(core);
     await lockOrThrow(core.resv);
     try {
       return await this.vmap();
@@ -1222,9 +1244,9 @@ function claimTicket(desc: unknown): { core: BufCore; mode: number } {
     ht.i32[b + H_THREAD] !== 0
   )
     fail('EBADF', 'stale or forged dma-buf descriptor');
-  if (Atomics.compareExchange(ht.i32, b + H_KIND, H_TICKET, 0) !== H_TICKET)
-    fail('EBADF', 'the dma-buf descriptor was already installed');
-  ht.free(x.t);
+  // Everything that can take a while comes before the claim (the ticket's reference keeps the
+  // record alive meanwhile): from the claim until the caller records the reference as this
+  // thread's, a death of this thread loses it, so that window is kept to a few statements.
   ensureInbox(d);
   const core = coreFor(d, x.s, x.g);
   const exp = x.exp;
@@ -1240,6 +1262,11 @@ function claimTicket(desc: unknown): { core: BufCore; mode: number } {
       warn(`dmabuf: could not rebuild the exporter here: ${String(e)}`);
     }
   }
+  if (Atomics.compareExchange(ht.i32, b + H_KIND, H_TICKET, 0) !== H_TICKET) {
+    coreMaybeForget(core);
+    fail('EBADF', 'the dma-buf descriptor was already installed');
+  }
+  ht.free(x.t);
   return { core, mode: x.mode };
 }
 
@@ -1378,6 +1405,15 @@ async function exporterVmap(core: BufCore): Promise<DmaBufSgTable> {
   return callHome(core, 'buf:vmap', { b: bufKey(core) });
 }
 
+/**
+ * The exporter's vunmap of the current vmap, unless somebody else (a last vunmap, a retire, an
+ * exit cleanup, racing or after a death half-way) has already taken it on: once per vmap.
+ */
+async function exporterVunmapOnce(core: BufCore, map: DmaBufMap | null): Promise<void> {
+  if (Atomics.compareExchange(core.i32, core.b + B_VMAP_LIVE, 1, 0) !== 1) return;
+  await exporterVunmap(core, map);
+}
+
 async function exporterVunmap(core: BufCore, map: DmaBufMap | null): Promise<void> {
   if (core.ops !== null) {
     const segs = core.exporterVmap ?? map?.segments ?? [];
@@ -1410,9 +1446,19 @@ registerRpc('buf:mmap', async (a: { b: unknown; vma: DmaBufVma }) => {
   return plainSegments(await exporterMmap(core, vma), 'mmap');
 });
 
-registerRpc('buf:vmap', async (a: { b: unknown }) => {
+registerRpc('buf:vmap', async (a: { b: unknown }, from: number) => {
   const core = exportedCore(a.b);
-  return plainSegments(await exporterVmap(core), 'vmap');
+  const segs = plainSegments(await exporterVmap(core), 'vmap');
+  // Recorded here too: should the asking thread die before its answer arrives, its exit cleanup
+  // finds the mapping it owned and has it vunmapped.
+  Atomics.store(core.i32, core.b + B_VMAP_OWNER, from);
+  Atomics.store(core.i32, core.b + B_VMAP_LIVE, 1);
+  if (!core.d.isThreadAlive(from)) {
+    // It died while this was on the way, and its exit cleanup may have run already.
+    await exporterVunmapOnce(core, null);
+    fail('ENODEV', 'the thread that asked for the vmap exited');
+  }
+  return segs;
 });
 
 registerRpc('buf:vunmap', async (a: { b: unknown }) => {
@@ -1437,8 +1483,8 @@ registerRpc('buf:vmapPeek', (key: [number, number]) => {
 onThreadExit(20, (d, thread) => {
   const atts = collectThreadAttachments(d, thread);
   const dying = markHomeDead(d, thread);
-  /** Buffers whose vmaps it held or whose mapping it owned: slot → [gen, vmaps held]. */
-  const vmaps = new Map<number, [number, number]>();
+  /** Buffers whose vmaps it held or whose mapping it owned: slot → [gen, vmaps held, vmap gen]. */
+  const vmaps = new Map<number, [number, number, number]>();
   const bt = d.tables.buf;
   const bhwm = bt.highWater;
   bt.ensure(bhwm - 1);
@@ -1455,7 +1501,8 @@ onThreadExit(20, (d, thread) => {
       Atomics.notify(bt.i32, b + B_POLL_SEQ);
     }
     // The mapping it made for everybody: handed over (or undone) below, under the lock.
-    if (Atomics.load(bt.i32, b + B_VMAP_OWNER) === thread) vmaps.set(s, [bt.gen(s), 0]);
+    if (Atomics.load(bt.i32, b + B_VMAP_OWNER) === thread)
+      vmaps.set(s, [bt.gen(s), 0, Atomics.load(bt.i32, b + B_VMAP_GEN)]);
   }
   const ht = d.tables.handle;
   const puts: [number, number, number][] = [];
@@ -1469,7 +1516,9 @@ onThreadExit(20, (d, thread) => {
     if (kind === H_VMAP) {
       const bs = ht.i32[b + H_BUF_SLOT]!;
       const prev = vmaps.get(bs)?.[1] ?? 0;
-      vmaps.set(bs, [ht.i32[b + H_BUF_GEN]!, prev + Atomics.load(ht.i32, b + H_VALUE)]);
+      bt.ensure(bs);
+      const vgen = Atomics.load(bt.i32, bt.base(bs) + B_VMAP_GEN);
+      vmaps.set(bs, [ht.i32[b + H_BUF_GEN]!, prev + Atomics.load(ht.i32, b + H_VALUE), vgen]);
       recordFree(d, s);
       continue;
     }
@@ -1495,9 +1544,9 @@ onThreadExit(20, (d, thread) => {
 async function dropThreadVmaps(
   d: Domain,
   thread: number,
-  list: Map<number, [number, number]>,
+  list: Map<number, [number, number, number]>,
 ): Promise<void> {
-  for (const [slot, [gen, n]] of list) {
+  for (const [slot, [gen, n, vgen]] of list) {
     let core: BufCore;
     try {
       core = coreFor(d, slot, gen);
@@ -1506,26 +1555,43 @@ async function dropThreadVmaps(
     }
     core.localAttachments++; // keep this view while we work on it
     try {
-      await lockOrThrow(core.resv);
       cleanupHolding(core.resv, true);
+      await lockOrThrow(core.resv).catch((e) => {
+        cleanupHolding(core.resv, false);
+        throw e;
+      });
       try {
         const i32 = core.i32;
+        // A survivor retired the mapping meanwhile (it was held by exited threads only).
+        if (Atomics.load(i32, core.b + B_VMAP_GEN) !== vgen) continue;
         const left = Math.max(0, Atomics.load(i32, core.b + B_VMAP_COUNT) - n);
         Atomics.store(i32, core.b + B_VMAP_COUNT, left);
-        if (left === 0 && n > 0) {
+        if (left === 0) {
           Atomics.store(i32, core.b + B_VMAP_OWNER, 0);
           core.vmapCache = null;
           try {
-            await exporterVunmap(core, null);
+            await exporterVunmapOnce(core, null);
           } catch (e) {
             warn(`dmabuf: vunmap for an exited thread failed: ${String(e)}`);
           }
         } else if (Atomics.load(i32, core.b + B_VMAP_OWNER) === thread) {
-          Atomics.store(i32, core.b + B_VMAP_OWNER, left === 0 ? 0 : vmapHolder(d, slot, gen));
+          const heir = vmapHolder(d, slot, gen);
+          Atomics.store(i32, core.b + B_VMAP_OWNER, heir);
+          if (heir === 0 && left > 0) {
+            // Counted but held by nobody alive (the dead thread was half-way through its last
+            // vunmap, or other exited threads' cleanups are behind): retire the mapping.
+            Atomics.store(i32, core.b + B_VMAP_COUNT, 0);
+            core.vmapCache = null;
+            try {
+              await exporterVunmapOnce(core, null);
+            } catch (e) {
+              warn(`dmabuf: vunmap for an exited thread failed: ${String(e)}`);
+            }
+          }
         }
       } finally {
-        cleanupHolding(core.resv, false);
         core.resv.unlock();
+        cleanupHolding(core.resv, false);
       }
     } catch (e) {
       warn(`dmabuf: dropping an exited thread's vmaps failed: ${String(e)}`);
@@ -1542,14 +1608,19 @@ async function dropThreadVmaps(
  * the question was on its way — another live holder answers and becomes the owner. EIO when no
  * live thread holds the mapping any more.
  */
-async function peekVmap(core: BufCore, g: number): Promise<DmaBufMap> {
+async function peekVmap(core: BufCore, g: number): Promise<DmaBufMap | null> {
   const d = core.d;
   const i32 = core.i32;
   for (let tries = 0; tries < 8; tries++) {
     let owner = Atomics.load(i32, core.b + B_VMAP_OWNER);
     if (owner === 0 || !d.isThreadAlive(owner)) {
       owner = vmapHolder(d, core.slot, core.gen, d.thread);
-      if (owner === 0) fail('EIO', 'vmap: no live thread holds the mapping any more');
+      if (owner === 0) {
+        // Nobody alive holds it. Once no thread is half-way through its exit (whose records may
+        // not be read yet), the mapping is known to be held by exited threads only.
+        if (await noThreadExiting(d)) return null;
+        continue;
+      }
       Atomics.store(i32, core.b + B_VMAP_OWNER, owner);
     }
     try {
@@ -1561,6 +1632,38 @@ async function peekVmap(core: BufCore, g: number): Promise<DmaBufMap> {
     }
   }
   return fail('EIO', 'vmap: the threads holding the mapping keep exiting');
+}
+
+/**
+ * Without the lock: when the buffer is vmapped and this thread has no copy of the mapping, asks
+ * the owner for one and caches it under the generation read first (a stale answer is caught by
+ * the generation check under the lock). Best effort: any failure is left for {@link DmaBuf#vmap}.
+ */
+async function prefetchVmap(core: BufCore): Promise<void> {
+  const i32 = core.i32;
+  if ((core.bflags & BF_HAS_VMAP) === 0 || Atomics.load(i32, core.b + B_VMAP_COUNT) === 0) return;
+  const g = Atomics.load(i32, core.b + B_VMAP_GEN);
+  if (core.vmapCache?.gen === g) return;
+  const owner = Atomics.load(i32, core.b + B_VMAP_OWNER);
+  if (owner === 0 || owner === core.d.thread || !core.d.isThreadAlive(owner)) return;
+  try {
+    const segs = await rpcCall(core.d, owner, 'buf:vmapPeek', bufKey(core));
+    if (core.vmapCache?.gen !== g)
+      core.vmapCache = { gen: g, map: new DmaBufMap(core, g, plainSegments(segs, 'vmap')) };
+  } catch {
+    // the owner is gone or has none: vmap() sorts it out
+  }
+}
+
+/** Waits (briefly: exit hooks are synchronous) until no thread of the domain is exiting. */
+async function noThreadExiting(d: Domain): Promise<boolean> {
+  for (let i = 0; i < 200; i++) {
+    let exiting = false;
+    for (let t = 1; t < MAX_THREADS && !exiting; t++) exiting = d.threadState(t) === THREAD_EXITING;
+    if (!exiting) return true;
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  return false;
 }
 
 /** A live thread (not `exclude`) that holds a vmap of the buffer, so has its mapping; or 0. */

@@ -88,12 +88,14 @@ export function slotTryGet(d: Domain, slot: number, gen: number): boolean {
 /** Adds a reference to a slot the caller already holds one on. */
 export function slotGet(d: Domain, slot: number): void {
   const t = d.tables.fence;
+  t.ensure(slot);
   Atomics.add(t.i32, t.base(slot) + F_REFS, 1);
 }
 
 /** Drops a reference; the last one frees the slot. */
 export function slotPut(d: Domain, slot: number): void {
   const t = d.tables.fence;
+  t.ensure(slot);
   const b = t.base(slot);
   const prev = Atomics.sub(t.i32, b + F_REFS, 1);
   if (prev === 1) {
@@ -109,6 +111,7 @@ export function slotPut(d: Domain, slot: number): void {
 
 export function slotRefs(d: Domain, slot: number): number {
   const t = d.tables.fence;
+  t.ensure(slot);
   return Atomics.load(t.i32, t.base(slot) + F_REFS);
 }
 
@@ -124,6 +127,7 @@ export function slotSignal(
   error: number,
 ): bigint | undefined {
   const t = d.tables.fence;
+  t.ensure(slot);
   const b = t.base(slot);
   const claim = (d.thread << 2) | 1;
   if (Atomics.compareExchange(t.i32, b + F_STATE, STATE_PENDING, claim) !== STATE_PENDING) {
@@ -141,6 +145,7 @@ export function slotSignal(
 /** Lowers the slot's recorded deadline to `ns` if it is earlier (or none was set). */
 export function slotSetDeadline(d: Domain, slot: number, ns: bigint): void {
   const t = d.tables.fence;
+  t.ensure(slot);
   const i = i64At(t, slot, F_DEADLINE);
   for (;;) {
     const v = Atomics.load(t.i64, i);

@@ -663,6 +663,7 @@ export class DmaResv {
   /** Whether the fence of entry (slot, gen) has signaled (lock held: the entry's reference). */
   private entrySignaled(slot: number, gen: number): boolean {
     const F = this._d.tables.fence;
+    F.ensure(slot); // another thread may have grown the table since this thread last looked
     if (Atomics.load(F.i32, F.base(slot) + F_STATE) === STATE_SIGNALED) return true;
     const c = this.objs?.get(slot);
     return c !== undefined && c.gen === gen && c.fence.isSignaled();
@@ -778,6 +779,7 @@ export class DmaResv {
       const old = this.readEntry(ls, i);
       const os = entrySlot(old);
       const og = entryGen(old);
+      F.ensure(os);
       const ob = F.base(os);
       const replace =
         (F.f64[(ob + F_CONTEXT) >> 1] === fence.context &&
@@ -822,6 +824,7 @@ export class DmaResv {
     for (let i = 0; i < count; i++) {
       const old = this.readEntry(ls, i);
       const os = entrySlot(old);
+      F.ensure(os);
       if (F.f64[(F.base(os) + F_CONTEXT) >> 1] !== context) continue;
       if (r === null) r = this.fenceRef(replacement);
       else slotGet(d, r[0]);

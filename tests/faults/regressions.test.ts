@@ -5,6 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
+import { A_BUF_GEN, A_BUF_SLOT, A_DEVNAME, A_MAPS, A_THREAD } from '../../src/buf/_layout.js';
 import { type DmaBuf, type DmaBufMap, Domain } from '../../src/index.js';
 import { readCounters } from '../../tools/stress/counted-exporter.js';
 import { bufView } from '../../tools/stress/inspect.js';
@@ -119,6 +120,36 @@ describe('vmaps of a thread that exits', () => {
     await ok(env.send(0, { op: 'put', ref: 1 }));
   });
 
+  it('a vmap finding the mapping held only by exited threads retires it and maps afresh', async () => {
+    await env.start();
+    const d = Domain.current();
+    const v = await ok(
+      env.send(0, { op: 'export', id: 4, kind: 'shared', dynamic: false, out: 1 }),
+    );
+    await ok(
+      env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
+    );
+    await ok(env.send(1, { op: 'vmap', ref: 2, out: 3 })); // the only holder
+    const buf = env.local.objs.get(1) as DmaBuf;
+    // Holding the lock keeps the exit cleanup from dropping the dead thread's share first.
+    assert.equal(await buf.resv.lock(null), 0);
+    let map: DmaBufMap;
+    try {
+      await env.kill(1);
+      map = await buf.vmap();
+      assert.equal(bufView(d, v.slot, v.gen).vmapCount, 1, "the dead thread's share went with it");
+      assert.equal(readCounters(env.counters, 4).vmaps, 1, 'old mapping vunmapped, new one mapped');
+    } finally {
+      buf.resv.unlock();
+    }
+    await new Promise((r) => setTimeout(r, 20)); // the exit cleanup runs, and must not subtract
+    assert.equal(bufView(d, v.slot, v.gen).vmapCount, 1);
+    await buf.vunmapUnlocked(map);
+    assert.equal(readCounters(env.counters, 4).vmaps, 0);
+    await env.respawn(1);
+    await ok(env.send(0, { op: 'put', ref: 1 }));
+  });
+
   it("vunmap after the thread-bound exporter's thread exited drops the vmap", async () => {
     await env.start();
     const d = Domain.current();
@@ -168,6 +199,182 @@ describe('mappings of a thread that exits', () => {
   }
 });
 
+describe('mappings in flight when their thread dies', () => {
+  const env = new Env(1);
+  after(() => env.stop());
+
+  it('a static importer killed while its map waits for a KERNEL fence leaves nothing mapped or pinned', async () => {
+    await env.start();
+    await ok(env.send(0, { op: 'export', id: 0, kind: 'shared', dynamic: true, out: 1 }));
+    await ok(
+      env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
+    );
+    await ok(env.send(1, { op: 'attach', ref: 2, dynamic: false, dev: 'doomed', out: 3 }));
+    await ok(env.send(0, { op: 'fence', ref: 1, usage: 0, out: 4 })); // a pending move
+    const mapping = env.send(1, { op: 'map', att: 3, out: 5 }).catch(() => null);
+    await until(() => readCounters(env.counters, 0).maps === 1); // mapped, now waiting
+    assert.equal(readCounters(env.counters, 0).pins, 1);
+    await env.kill(1);
+    await until(() => readCounters(env.counters, 0).attached === 0);
+    assert.equal(readCounters(env.counters, 0).maps, 0, 'unmapped');
+    assert.equal(readCounters(env.counters, 0).pins, 0, 'and unpinned');
+    void mapping;
+    await ok(env.send(0, { op: 'signal', fences: [4] }));
+    await env.respawn(1);
+    await ok(env.send(0, { op: 'put', ref: 1 }));
+  });
+
+  it("a thread-bound exporter's cleanup unmaps only what it mapped, whatever the importer had counted", async () => {
+    await env.start();
+    const d = Domain.current();
+    await ok(env.send(0, { op: 'export', id: 1, kind: 'bound', dynamic: true, out: 1 }));
+    await ok(
+      env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
+    );
+    await ok(env.send(1, { op: 'attach', ref: 2, dynamic: false, dev: 'doomed', out: 3 }));
+    await ok(env.send(1, { op: 'map', att: 3, out: 4 }));
+    // The importer's count runs ahead of the exporter by one, as when it dies between the
+    // exporter's unmap and its own decrement.
+    const at = d.tables.attach;
+    let rec = 0;
+    for (let s = 1; s < at.highWater; s++)
+      if (at.isAllocated(s) && at.i32[at.base(s) + A_THREAD] === env.workers[1]!.thread) rec = s;
+    Atomics.add(at.i32, at.base(rec) + A_MAPS, 1);
+    await env.kill(1);
+    await until(() => readCounters(env.counters, 1).attached === 0);
+    assert.equal(readCounters(env.counters, 1).maps, 0, 'one unmap for the one mapping');
+    assert.equal(readCounters(env.counters, 1).pins, 0);
+    await env.respawn(1);
+    await ok(env.send(0, { op: 'put', ref: 1 }));
+  });
+});
+
+describe('forwarded calls in flight when the importer dies', () => {
+  const env = new Env(2);
+  after(() => env.stop());
+
+  it('a detach already sent home is not sent again by the exit cleanup', async () => {
+    await env.start();
+    await ok(env.send(1, { op: 'export', id: 0, kind: 'bound', dynamic: true, out: 1 }));
+    await ok(
+      env.send(2, { op: 'claim', desc: await ok(env.send(1, { op: 'share', ref: 1 })), out: 2 }),
+    );
+    await ok(env.send(2, { op: 'attach', ref: 2, dynamic: true, dev: 'doomed', out: 3 }));
+    assert.equal(readCounters(env.counters, 0).attached, 1);
+    const busy = env.send(1, { op: 'spin', ms: 300 }); // the exporter's thread is slow to answer
+    void env.send(2, { op: 'detach', att: 3 }).catch(() => null); // sent, waiting for the answer
+    await new Promise((r) => setTimeout(r, 50));
+    await env.kill(2);
+    await busy;
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(readCounters(env.counters, 0).attached, 0, 'detached once');
+    await env.respawn(2);
+    await ok(env.send(1, { op: 'put', ref: 1 }));
+  });
+
+  it('a pin the exporter made for an importer that died before counting it is undone', async () => {
+    await env.start();
+    await ok(env.send(1, { op: 'export', id: 1, kind: 'bound', dynamic: true, out: 1 }));
+    await ok(
+      env.send(2, { op: 'claim', desc: await ok(env.send(1, { op: 'share', ref: 1 })), out: 2 }),
+    );
+    await ok(env.send(2, { op: 'attach', ref: 2, dynamic: true, dev: 'doomed', out: 3 }));
+    const busy = env.send(1, { op: 'spin', ms: 300 });
+    void env.send(2, { op: 'pin', att: 3 }).catch(() => null); // pinned later, never counted
+    await new Promise((r) => setTimeout(r, 50));
+    await env.kill(2);
+    await busy;
+    await until(() => readCounters(env.counters, 1).attached === 0);
+    assert.equal(readCounters(env.counters, 1).pins, 0, 'unpinned');
+    await env.respawn(2);
+    await ok(env.send(1, { op: 'put', ref: 1 }));
+  });
+});
+
+describe('a last vunmap in flight when its thread dies', () => {
+  const env = new Env(2);
+  after(() => env.stop());
+
+  it('the exporter vunmaps once, and the buffer can be vmapped again', async () => {
+    await env.start();
+    const d = Domain.current();
+    const v = await ok(env.send(1, { op: 'export', id: 0, kind: 'bound', dynamic: false, out: 1 }));
+    await ok(
+      env.send(2, { op: 'claim', desc: await ok(env.send(1, { op: 'share', ref: 1 })), out: 2 }),
+    );
+    await ok(
+      env.send(0, { op: 'claim', desc: await ok(env.send(1, { op: 'share', ref: 1 })), out: 3 }),
+    );
+    await ok(env.send(2, { op: 'vmap', ref: 2, out: 4 }));
+    const busy = env.send(1, { op: 'spin', ms: 300 }); // the exporter's thread answers late
+    void env.send(2, { op: 'vunmap', vmap: 4 }).catch(() => null);
+    await new Promise((r) => setTimeout(r, 50));
+    await env.kill(2);
+    await busy;
+    await until(() => bufView(d, v.slot, v.gen).vmapCount === 0);
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(readCounters(env.counters, 0).vmaps, 0, 'vunmapped once');
+    await ok(env.send(0, { op: 'vmap', ref: 3, out: 5 }));
+    assert.equal(readCounters(env.counters, 0).vmaps, 1);
+    await ok(env.send(0, { op: 'vunmap', vmap: 5 }));
+    assert.equal(readCounters(env.counters, 0).vmaps, 0);
+    await env.respawn(2);
+    await ok(env.send(0, { op: 'put', ref: 3 }));
+    await ok(env.send(1, { op: 'put', ref: 1 }));
+  });
+});
+
+describe('a first vmap in flight when its thread dies', () => {
+  const env = new Env(2);
+  after(() => env.stop());
+
+  it('the exporter vunmaps what it mapped for the dead thread', async () => {
+    await env.start();
+    await ok(env.send(1, { op: 'export', id: 0, kind: 'bound', dynamic: false, out: 1 }));
+    await ok(
+      env.send(2, { op: 'claim', desc: await ok(env.send(1, { op: 'share', ref: 1 })), out: 2 }),
+    );
+    const busy = env.send(1, { op: 'spin', ms: 300 }); // the exporter answers after the death
+    void env.send(2, { op: 'vmap', ref: 2, out: 3 }).catch(() => null);
+    await new Promise((r) => setTimeout(r, 50));
+    await env.kill(2);
+    await busy;
+    await until(
+      () =>
+        readCounters(env.counters, 0).vmaps === 0 && readCounters(env.counters, 0).releases === 0,
+    );
+    await new Promise((r) => setTimeout(r, 30));
+    assert.equal(readCounters(env.counters, 0).vmaps, 0);
+    await env.respawn(2);
+    await ok(env.send(1, { op: 'put', ref: 1 }));
+  });
+
+  it('vmapUnlocked gets its copy of the mapping before taking the lock (an owner blocked on that lock cannot hold it up)', async () => {
+    await env.start();
+    await ok(env.send(0, { op: 'export', id: 1, kind: 'shared', dynamic: false, out: 1 }));
+    await ok(
+      env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
+    );
+    await ok(
+      env.send(2, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 3 }),
+    );
+    await ok(env.send(1, { op: 'vmap', ref: 2, out: 4 })); // worker 1 owns the mapping
+    await ok(env.send(2, { op: 'hold', ref: 3 })); // somebody else holds the lock
+    const buf = env.local.objs.get(1) as DmaBuf;
+    const core = (buf as any)._core;
+    const vmapping = buf.vmapUnlocked();
+    await until(() => core.vmapCache !== null); // asked and answered while the lock is held
+    await ok(env.send(2, { op: 'release', ref: 3 }));
+    const map = await vmapping;
+    await buf.vunmapUnlocked(map);
+    await ok(env.send(1, { op: 'vunmap', vmap: 4 }));
+    assert.equal(readCounters(env.counters, 1).vmaps, 0);
+    await ok(env.send(1, { op: 'put', ref: 2 }));
+    await ok(env.send(2, { op: 'put', ref: 3 }));
+    await ok(env.send(0, { op: 'put', ref: 1 }));
+  });
+});
+
 describe('the observing thread while it cleans up after a dead thread', () => {
   const env = new Env(2);
   after(() => env.stop());
@@ -205,5 +412,72 @@ describe('the observing thread while it cleans up after a dead thread', () => {
     } finally {
       setDmaBufDebug(was);
     }
+  });
+});
+
+describe('attachments of a thread that died before the exporter attached them', () => {
+  const env = new Env(0);
+  after(() => env.stop());
+
+  it('are dropped without an exporter detach (none is owed)', async () => {
+    await env.start();
+    const d = Domain.current();
+    await ok(env.send(0, { op: 'export', id: 0, kind: 'bound', dynamic: false, out: 1 }));
+    const buf = env.local.objs.get(1) as DmaBuf;
+    // A thread that allocated its attachment record and died before the exporter's attach ran.
+    const t = d.allocThread();
+    const at = d.tables.attach;
+    const s = at.alloc();
+    const g = at.gen(s);
+    const b = at.base(s);
+    at.i32[b + A_BUF_SLOT] = (buf as any)._core.slot;
+    at.i32[b + A_BUF_GEN] = (buf as any)._core.gen;
+    at.i32[b + A_THREAD] = t;
+    at.i32[b + A_DEVNAME] = d.strings.intern('never-attached');
+    d.threadExited(t);
+    await until(() => !at.isAllocated(s) || at.gen(s) !== g);
+    await new Promise((r) => setTimeout(r, 10));
+    assert.equal(readCounters(env.counters, 0).attached, 0, 'no detach without an attach');
+    await ok(env.send(0, { op: 'put', ref: 1 }));
+  });
+});
+
+describe('shared tables grown by another thread', () => {
+  const env = new Env(1);
+  after(() => env.stop());
+
+  it("a reservation object reads fences in slots beyond this thread's view of the fence table", async () => {
+    await env.start();
+    const d = Domain.current();
+    const { DmaFence: Fence } = await import('../../src/index.js');
+    const fops = { getDriverName: () => 'main', getTimelineName: () => 'main' };
+    await ok(env.send(0, { op: 'export', id: 0, kind: 'shared', dynamic: false, out: 1 }));
+    await ok(
+      env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
+    );
+    const mine = new Fence(fops, Fence.contextAlloc(1), 1);
+    (mine as any).publish(); // its slot is one this thread has seen
+    // The worker grows the fence table past what this thread has seen, then adds a fence there.
+    const before = d.tables.fence.i32.length;
+    await ok(env.send(1, { op: 'publishFences', n: 1100, out: 3 }));
+    const f = await ok(env.send(1, { op: 'fence', ref: 2, usage: 1, out: 4 }));
+    assert.ok((f.slot + 1) * 24 > before, 'the fence sits beyond the view this thread had');
+    const buf = env.local.objs.get(1) as DmaBuf;
+    const other = new Fence(fops, Fence.contextAlloc(1), 1);
+    assert.equal(await buf.resv.lock(null), 0);
+    try {
+      buf.resv.reserveFences(1);
+      buf.resv.addFence(mine, 2); // walks the entries: reads the worker's fence
+      buf.resv.replaceFences(f.context, other, 3); // must find it by its context
+    } finally {
+      buf.resv.unlock();
+    }
+    assert.equal(buf.resv.getFences(3).includes(other), true, 'replaced');
+    other.signal();
+    mine.signal();
+    await ok(env.send(1, { op: 'signal', fences: [4] }));
+    await ok(env.send(1, { op: 'signalAll', fences: 3 }));
+    await ok(env.send(1, { op: 'put', ref: 2 }));
+    await ok(env.send(0, { op: 'put', ref: 1 }));
   });
 });

@@ -222,7 +222,7 @@ export class Executor {
           buf.resv.unlock();
         }
         this.objs.set(m.out, f);
-        return { slot: (f as any)._slot, gen: (f as any)._gen };
+        return { slot: (f as any)._slot, gen: (f as any)._gen, context: f.context };
       }
       case 'signal': {
         for (const id of m.fences as number[]) {
@@ -289,6 +289,37 @@ export class Executor {
         return this.get<DmaBuf>(m.ref, 'ref').sync(m.flags);
       case 'nop':
         return;
+      case 'hold': {
+        // Takes the buffer's reservation lock and keeps it until 'release'.
+        const buf = this.get<DmaBuf>(m.ref, 'ref');
+        await buf.resv.lock(null);
+        return;
+      }
+      case 'release':
+        this.get<DmaBuf>(m.ref, 'ref').resv.unlock();
+        return;
+      case 'publishFences': {
+        // n pending fences of this thread, published (shared state in the fence table), kept.
+        const keep: DmaFence[] = [];
+        for (let i = 0; i < m.n; i++) {
+          const f = new DmaFence(fenceOps, DmaFence.contextAlloc(1), 1);
+          (f as any).publish();
+          keep.push(f);
+        }
+        this.objs.set(m.out, keep);
+        return;
+      }
+      case 'signalAll':
+        for (const f of this.get<DmaFence[]>(m.fences, 'fences')) f.signal();
+        return;
+      case 'spin': {
+        // Keeps this thread busy (its inbox unread) for `ms`, as a slow exporter would.
+        const end = performance.now() + m.ms;
+        while (performance.now() < end) {
+          // busy
+        }
+        return;
+      }
       case 'report':
         return this.report(m.ids as number[]);
       case 'forget':

@@ -1101,7 +1101,13 @@ export class Model {
     for (const [id, s] of [...this.sfs]) if (s.t === w) this.sfs.delete(id);
     for (const [id, x] of [...this.waiters]) if (x.t === w) this.waiters.delete(id);
     for (const b of this.bufs.values()) {
-      for (const d of [0, 1] as const) if (b.poll[d]?.t === w) b.poll[d] = null;
+      for (const d of [0, 1] as const) {
+        // Its armed poll callbacks are disarmed and their references put.
+        if (b.poll[d]?.t === w) {
+          b.poll[d] = null;
+          touched.add(b.id);
+        }
+      }
       // The cleanup runs in the observing (main) thread: a shared exporter whose home is gone can
       // only be reached there if that thread has rebuilt its ops, which the model does not track.
       if (touched.has(b.id) && b.homeDead && b.kind === 'shared' && b.home !== 0) {

@@ -41,6 +41,7 @@ class ModelWorker {
   private nextId = 1;
   private readonly waiting = new Map<number, (r: ExecResult) => void>();
   readonly exited: Promise<void>;
+  dead = false;
 
   constructor() {
     this.worker = Domain.current().spawn(WORKER_URL);
@@ -50,7 +51,12 @@ class ModelWorker {
       w?.(m.r);
     });
     this.worker.on('error', () => {});
-    this.exited = new Promise((r) => this.worker.once('exit', () => r()));
+    this.exited = new Promise((r) =>
+      this.worker.once('exit', () => {
+        this.dead = true;
+        r();
+      }),
+    );
   }
 
   call(msg: ExecMsg): Promise<ExecResult> {
@@ -118,7 +124,7 @@ export class Env {
     this.local = new Executor();
     this.counters = counterArray(MAX_COUNTERS);
     await this.local.run({ op: 'init', counters: this.counters.buffer });
-    if (this.workers.length === this.threads + 1) {
+    if (this.workers.length === this.threads + 1 && this.workers.slice(1).every((w) => !w!.dead)) {
       // Reuse the workers of the previous (passing, cleaned-up) case.
       for (const w of this.workers.slice(1)) {
         const r = await withTimeout(

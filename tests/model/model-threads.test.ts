@@ -15,8 +15,8 @@ import { describeFailure, Env, runCase, shrink } from './_runner.js';
 
 const fixed = process.env.DMABUF_SEED !== undefined;
 const base = fixed ? Number(process.env.DMABUF_SEED) : Date.now() % 1_000_000;
-const CASES = fixed ? 1 : Number(process.env.MODEL_CASES ?? 10);
-const STEPS = Number(process.env.MODEL_STEPS ?? 60);
+const CASES = fixed ? 1 : Number(process.env.MODEL_CASES ?? 16);
+const STEPS = Number(process.env.MODEL_STEPS ?? 80);
 const WORKERS = 3;
 
 describe('model-based sequences across worker threads', () => {

@@ -7,6 +7,7 @@ import {
   A_THREAD,
   B_ATT_COUNT,
   B_BFLAGS,
+  B_HOME,
   B_POLL_IN,
   B_POLL_OUT,
   B_REFS,
@@ -40,6 +41,7 @@ export interface BufView {
   pollOut: number;
   bflags: number;
   resvSlot: number;
+  home: number;
 }
 
 export function bufView(d: Domain, slot: number, gen: number): BufView {
@@ -61,6 +63,7 @@ export function bufView(d: Domain, slot: number, gen: number): BufView {
     pollOut: live ? Atomics.load(i, b + B_POLL_OUT) : 0,
     bflags: live ? Atomics.load(i, b + B_BFLAGS) : 0,
     resvSlot: live ? i[b + B_RESV_SLOT]! : 0,
+    home: live ? i[b + B_HOME]! : 0,
   };
 }
 
