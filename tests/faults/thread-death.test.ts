@@ -43,10 +43,17 @@ describe('thread death under load', () => {
     t.diagnostic(
       `DMABUF_SEED=${seed}: ${sw.kills} kills survived, ${sw.reclaimed} descriptors reclaimed, ${ops} operations, ${sw.checks} live checks; table slots left ${JSON.stringify(sw.leaks())}`,
     );
+    for (const l of sw.refLeaks) t.diagnostic(`known leak window (docs/reliability.md): ${l}`);
     assert.deepEqual(
       sw.violations,
       [],
       `DMABUF_SEED=${seed}: ${sw.violations.length} broken invariants`,
+    );
+    // A kill inside a reference hand-over can leak one reference (never release early): rare, so a
+    // run that leaks more than a couple has found something systematic.
+    assert.ok(
+      sw.refLeaks.filter((l) => l.includes('references left')).length <= 2,
+      `DMABUF_SEED=${seed}: too many leaked references: ${sw.refLeaks.join('; ')}`,
     );
   });
 });

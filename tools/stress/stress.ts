@@ -70,6 +70,7 @@ export async function runStress(opts: StressOptions): Promise<StressResult> {
   log(`${'total'.padEnd(w)}  ${String(all).padStart(10)}  ${(all / secs).toFixed(0).padStart(10)}`);
   const leaks = sw.leaks();
   log(`shared-table slots left (fence/resv: views of exited workers): ${JSON.stringify(leaks)}`);
+  for (const l of sw.refLeaks) log(`leaked reference (known window, docs/reliability.md): ${l}`);
   for (const v of sw.violations) log(`BROKEN: ${v}`);
   log(
     sw.violations.length === 0

@@ -87,6 +87,13 @@ export class Swarm {
   readonly counters = counterArray(MAX_COUNTERS);
   readonly stats = new Int32Array(new SharedArrayBuffer(MAX_SLOTS * STAT_WORDS * 4));
   readonly violations: string[] = [];
+  /**
+   * References left over by a thread killed inside the few statements of get/fd/share/install/
+   * close/put that hand a reference over (docs/reliability.md, "What is left"): always an extra
+   * reference, never an early release. Counted apart from {@link violations}, so that callers can
+   * bound them without hiding anything else.
+   */
+  readonly refLeaks: string[] = [];
   readonly bufs: MainBuf[] = [];
   readonly mutexes: WwMutex[] = [];
   readonly members = new Map<number, Member>();
@@ -294,16 +301,20 @@ export class Swarm {
     if (!(await until(() => this.waiters.every((w) => w.done), 3000)))
       this.violate(`${this.waiters.filter((w) => !w.done).length} waiters never woke`);
     for (const w of this.waiters) w.sf.put();
+    const leaked = new Set<number>();
     for (const b of this.bufs) {
       const ok = await until(() => {
         const v = bufView(this.d, b.slot, b.gen);
         return v.refs === 1 && v.pollIn === 0 && v.pollOut === 0;
       }, 3000);
       const v = bufView(this.d, b.slot, b.gen);
-      if (!ok)
-        this.violate(
-          `buffer ${b.inode}: ${v.refs} references left after every thread stopped (1 expected)`,
-        );
+      if (!ok) {
+        const what = `buffer ${b.inode}: ${v.refs} references left after every thread stopped (1 expected)`;
+        if (v.refs > 1 && v.pollIn === 0 && v.pollOut === 0) {
+          this.refLeaks.push(what);
+          leaked.add(b.inode);
+        } else this.violate(what);
+      }
       if (v.attachments !== 0) this.violate(`buffer ${b.inode}: ${v.attachments} attachments left`);
       if (v.vmapCount !== 0) this.violate(`buffer ${b.inode}: vmap count ${v.vmapCount} left`);
       const l = lockState(this.d, v.resvSlot);
@@ -328,6 +339,7 @@ export class Swarm {
     for (const b of this.bufs) {
       if (b.id < 0) continue;
       const c = readCounters(this.counters, b.id);
+      if (c.releases === 0 && leaked.has(b.inode)) continue; // the leaked reference keeps it
       if (c.releases !== 1)
         this.violate(`exporter ${b.id} released ${c.releases} times (1 expected)`);
       for (const k of ['attached', 'maps', 'pins', 'vmaps'] as const)
@@ -339,7 +351,8 @@ export class Swarm {
     }
     const inodes = liveInodes();
     for (const b of this.bufs)
-      if (inodes.has(b.inode)) this.violate(`buffer ${b.inode} never released`);
+      if (inodes.has(b.inode) && !leaked.has(b.inode))
+        this.violate(`buffer ${b.inode} never released`);
     if (
       !(await until(
         () => this.leaks().buf === 0 && this.leaks().handle === 0 && this.leaks().attach === 0,
@@ -353,9 +366,17 @@ export class Swarm {
         const v = bufView(this.d, s, t.gen(s));
         if (v.live) left.push(`slot ${s}: ${v.refs} refs, home thread ${v.home}`);
       }
-      this.violate(
-        `records left: ${JSON.stringify(this.leaks())}; live buffers: ${left.join('; ')}`,
-      );
+      const what = `records left: ${JSON.stringify(this.leaks())}; live buffers: ${left.join('; ')}`;
+      // The leaked references' buffers (and their handle records) stay: that is the same leak.
+      const l = this.leaks();
+      if (
+        leaked.size > 0 &&
+        left.length <= leaked.size &&
+        l.attach === 0 &&
+        l.handle <= leaked.size
+      )
+        this.refLeaks.push(what);
+      else this.violate(what);
     }
     this.elapsedMs = elapsed;
   }
