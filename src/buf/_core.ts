@@ -585,10 +585,7 @@ export function plainSegments(table: unknown, what: string): DmaBufSegment[] {
 export function markHomeDead(d: Domain, thread: number): [number, number][] {
   const t = d.tables.buf;
   const dying: [number, number][] = [];
-  const hwm = t.highWater;
-  t.ensure(hwm - 1);
-  for (let s = 1; s < hwm; s++) {
-    if (!t.isAllocated(s)) continue;
+  for (const s of t.allocated()) {
     const b = t.base(s);
     if (Atomics.load(t.i32, b + B_HOME) !== thread) continue;
     const st = Atomics.load(t.i32, b + B_STATE);

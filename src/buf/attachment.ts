@@ -945,10 +945,7 @@ export async function waitForUnmaps(core: BufCore, signal?: AbortSignal): Promis
 export function collectThreadAttachments(d: Domain, thread: number): number[][] {
   const at = d.tables.attach;
   const out: number[][] = [];
-  const hwm = at.highWater;
-  at.ensure(hwm - 1);
-  for (let s = 1; s < hwm; s++) {
-    if (!at.isAllocated(s)) continue;
+  for (const s of at.allocated()) {
     const b = at.base(s);
     if (Atomics.load(at.i32, b + A_THREAD) !== thread) continue;
     out.push([s, at.gen(s), at.i32[b + A_BUF_SLOT]!, at.i32[b + A_BUF_GEN]!]);

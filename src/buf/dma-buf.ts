@@ -1114,11 +1114,7 @@ export class DmaBuf {
     const d = Domain.current();
     const t = d.tables.buf;
     const found: { slot: number; gen: number; inode: number }[] = [];
-    const hwm = t.highWater;
-    t.ensure(hwm - 1);
-    t.ensure(hwm - 1);
-    for (let s = 1; s < hwm; s++) {
-      if (!t.isAllocated(s)) continue;
+    for (const s of t.allocated()) {
       const gen = refTryGet(d, s);
       if (gen < 0) continue;
       found.push({ slot: s, gen, inode: t.f64[(t.base(s) + B_INODE) >> 1]! });
@@ -1272,10 +1268,7 @@ function claimTicket(desc: unknown): { core: BufCore; mode: number } {
 
 function iterFrom(d: Domain, start: number): DmaBuf | null {
   const t = d.tables.buf;
-  const hwm = t.highWater;
-  t.ensure(hwm - 1);
-  for (let s = Math.max(1, start); s < hwm; s++) {
-    if (!t.isAllocated(s)) continue;
+  for (const s of t.allocated(start)) {
     const gen = refTryGet(d, s);
     if (gen < 0) continue;
     const core = coreFor(d, s, gen);
@@ -1486,10 +1479,7 @@ onThreadExit(20, (d, thread) => {
   /** Buffers whose vmaps it held or whose mapping it owned: slot → [gen, vmaps held, vmap gen]. */
   const vmaps = new Map<number, [number, number, number]>();
   const bt = d.tables.buf;
-  const bhwm = bt.highWater;
-  bt.ensure(bhwm - 1);
-  for (let s = 1; s < bhwm; s++) {
-    if (!bt.isAllocated(s)) continue;
+  for (const s of bt.allocated()) {
     const b = bt.base(s);
     let fired = false;
     for (const w of [B_POLL_IN, B_POLL_OUT]) {
@@ -1506,10 +1496,7 @@ onThreadExit(20, (d, thread) => {
   }
   const ht = d.tables.handle;
   const puts: [number, number, number][] = [];
-  const hhwm = ht.highWater;
-  ht.ensure(hhwm - 1);
-  for (let s = 1; s < hhwm; s++) {
-    if (!ht.isAllocated(s)) continue;
+  for (const s of ht.allocated()) {
     const b = ht.base(s);
     if (Atomics.load(ht.i32, b + H_THREAD) !== thread) continue;
     const kind = Atomics.load(ht.i32, b + H_KIND);
@@ -1669,10 +1656,7 @@ async function noThreadExiting(d: Domain): Promise<boolean> {
 /** A live thread (not `exclude`) that holds a vmap of the buffer, so has its mapping; or 0. */
 function vmapHolder(d: Domain, slot: number, gen: number, exclude = 0): number {
   const ht = d.tables.handle;
-  const hwm = ht.highWater;
-  ht.ensure(hwm - 1);
-  for (let s = 1; s < hwm; s++) {
-    if (!ht.isAllocated(s)) continue;
+  for (const s of ht.allocated()) {
     const b = ht.base(s);
     if (Atomics.load(ht.i32, b + H_KIND) !== H_VMAP) continue;
     if (ht.i32[b + H_BUF_SLOT] !== slot || ht.i32[b + H_BUF_GEN] !== gen) continue;

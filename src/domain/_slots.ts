@@ -192,6 +192,20 @@ export class SlotTable {
     }
   }
 
+  /**
+   * The slots allocated now, in index order from `from`: a scan up to the high-water mark, with
+   * the views refreshed first. For exit cleanup, listing and inspection, not for hot paths. A
+   * slot allocated or freed during the scan may or may not be seen.
+   */
+  *allocated(from = 1): Generator<number> {
+    const hwm = this.highWater;
+    if (hwm <= 1) return;
+    this.ensure(hwm - 1);
+    for (let s = Math.max(from, Math.ceil(HEADER_WORDS / this.slotWords)); s < hwm; s++) {
+      if (this.isAllocated(s)) yield s;
+    }
+  }
+
   /** Whether the slot is currently allocated (not on the free list). */
   isAllocated(slot: number): boolean {
     return Atomics.load(this.i32, this.base(slot) + S_LINK) === -1;

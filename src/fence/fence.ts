@@ -1084,12 +1084,9 @@ export function seqnoIsLater(a: number, b: number, seqno64: boolean): boolean {
 // are finished.
 onThreadExit(10, (d, thread) => {
   const t = d.tables.fence;
-  const hwm = t.highWater;
-  t.ensure(hwm - 1);
   const claim = (thread << 2) | 1;
   const ts = nowNs();
-  for (let slot = 1; slot < hwm; slot++) {
-    if (!t.isAllocated(slot)) continue;
+  for (const slot of t.allocated()) {
     const b = t.base(slot);
     const st = Atomics.load(t.i32, b + F_STATE);
     if (st === claim) {

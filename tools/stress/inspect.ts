@@ -73,13 +73,10 @@ export function handleCounts(
   thread: number,
 ): { fds: number; holds: number; tickets: number } {
   const t = d.tables.handle;
-  const hwm = t.highWater;
-  t.ensure(hwm - 1);
   let fds = 0;
   let holds = 0;
   let tickets = 0;
-  for (let s = 1; s < hwm; s++) {
-    if (!t.isAllocated(s)) continue;
+  for (const s of t.allocated()) {
     const b = t.base(s);
     if (Atomics.load(t.i32, b + H_THREAD) !== thread) continue;
     const k = Atomics.load(t.i32, b + H_KIND);
@@ -93,11 +90,9 @@ export function handleCounts(
 /** Attachment records owned by `thread`. */
 export function attachmentRecords(d: Domain, thread: number): number {
   const t = d.tables.attach;
-  const hwm = t.highWater;
-  t.ensure(hwm - 1);
   let n = 0;
-  for (let s = 1; s < hwm; s++) {
-    if (t.isAllocated(s) && Atomics.load(t.i32, t.base(s) + A_THREAD) === thread) n++;
+  for (const s of t.allocated()) {
+    if (Atomics.load(t.i32, t.base(s) + A_THREAD) === thread) n++;
   }
   return n;
 }
@@ -118,11 +113,8 @@ export function lockState(d: Domain, slot: number): { holder: number; claimant: 
 /** Reservation records whose lock or claim belongs to `thread`. */
 export function locksOf(d: Domain, thread: number): number[] {
   const t = d.tables.resv;
-  const hwm = t.highWater;
-  t.ensure(hwm - 1);
   const out: number[] = [];
-  for (let s = 1; s < hwm; s++) {
-    if (!t.isAllocated(s)) continue;
+  for (const s of t.allocated()) {
     const l = lockState(d, s);
     if (l.holder === thread || l.claimant === thread) out.push(s);
   }
@@ -150,11 +142,8 @@ export function fenceView(d: Domain, slot: number, gen: number): FenceView {
 /** Published fences homed in `thread` that are still pending. */
 export function pendingFencesOf(d: Domain, thread: number): number {
   const t = d.tables.fence;
-  const hwm = t.highWater;
-  t.ensure(hwm - 1);
   let n = 0;
-  for (let s = 1; s < hwm; s++) {
-    if (!t.isAllocated(s)) continue;
+  for (const s of t.allocated()) {
     const b = t.base(s);
     if (Atomics.load(t.i32, b + F_HOME) !== thread) continue;
     if (Atomics.load(t.i32, b + F_REFS) <= 0) continue;
@@ -167,10 +156,8 @@ export function pendingFencesOf(d: Domain, thread: number): number {
 export function tableUse(d: Domain): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [name, t] of Object.entries(d.tables)) {
-    const hwm = t.highWater;
-    t.ensure(hwm - 1);
     let n = 0;
-    for (let s = 1; s < hwm; s++) if (t.isAllocated(s)) n++;
+    for (const _ of t.allocated()) n++;
     out[name] = n;
   }
   return out;

@@ -361,8 +361,7 @@ export class Swarm {
     ) {
       const t = this.d.tables.buf;
       const left: string[] = [];
-      for (let s = 1; s < t.highWater; s++) {
-        if (!t.isAllocated(s)) continue;
+      for (const s of t.allocated()) {
         const v = bufView(this.d, s, t.gen(s));
         if (v.live) left.push(`slot ${s}: ${v.refs} refs, home thread ${v.home}`);
       }
