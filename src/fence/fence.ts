@@ -949,15 +949,24 @@ export class DmaFence {
     t.i32[b + F_TIMELINE] = d.strings.intern(this.timelineName);
     if (this._deadline !== 0n) t.i64[(b + F_DEADLINE) >> 1] = this._deadline;
     Atomics.store(t.i32, b + F_STATE, STATE_PENDING);
+    this._bindSlot(d, slot, gen);
+    // Remote parties may wait on it: make sure the driver will signal it.
+    this.enableSignaling();
+    if ((this.flags & SIGNALED) === 0 && this._head !== null && !this._watching) this.watch();
+    return this._slot;
+  }
+
+  /**
+   * Binds this view to a shared slot (holding one reference on it) and lists it among the
+   * thread's pending views, sweeping those that saw their fence signal when the list has grown.
+   * @internal
+   */
+  _bindSlot(d: Domain, slot: number, gen: number): void {
     this._domain = d;
     this._slot = slot;
     this._gen = gen;
     pending.set(slot, this);
     if (pending.size >= sweepAt) sweep();
-    // Remote parties may wait on it: make sure the driver will signal it.
-    this.enableSignaling();
-    if ((this.flags & SIGNALED) === 0 && this._head !== null && !this._watching) this.watch();
-    return this._slot;
   }
 
   /** Drops this view's reference on its slot (after the final state was adopted, or on dispose). */
@@ -1049,11 +1058,7 @@ function viewOf(d: Domain, slot: number, gen: number, adopt: boolean): DmaFence 
   f._names = [d.strings.get(t.i32[b + F_DRIVER]!), d.strings.get(t.i32[b + F_TIMELINE]!)];
   if ((t.i32[b + F_FLAGS]! & SF_SEQNO64) !== 0) f.flags |= SEQNO64;
   f.flags |= ENABLE_SIGNAL;
-  f._domain = d;
-  f._slot = slot;
-  f._gen = gen;
-  pending.set(slot, f);
-  if (pending.size >= sweepAt) sweep();
+  f._bindSlot(d, slot, gen);
   f.syncFromSlot();
   return f;
 }
