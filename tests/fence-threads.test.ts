@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { F_STATE, F_TSTAMP, F_TSVALID } from '../src/fence/_shared.js';
 import { DmaFence, type DmaFenceOps, Domain } from '../src/index.js';
 import { prng, type Rpc, rpc } from './_rpc.js';
 
@@ -137,6 +138,69 @@ describe('fences across worker threads', () => {
     for (const r of await Promise.all(waits)) assert.ok(r >= 1);
     for (const f of fs) assert.equal(f.getStatus(), -2);
     assert.equal(await cbStatus, -2);
+  });
+});
+
+describe('timestamps read after the signal', () => {
+  /** Fence slots in use in the domain's table. */
+  const slotsInUse = (): number => [...Domain.current().tables.fence.allocated()].length;
+
+  async function until(cond: () => boolean, what: string): Promise<void> {
+    const end = performance.now() + 5000;
+    while (!cond()) {
+      if (performance.now() > end) assert.fail(what);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  it('views that saw a signal from another thread give their slot references back', async () => {
+    const d = Domain.current();
+    const w = rpc(d.spawn(workerUrl));
+    try {
+      const before = slotsInUse();
+      const ctx = DmaFence.contextAlloc();
+      // 300: four full settle batches of 64 in the worker's blocking loop, and a remainder
+      // settled from a microtask once its handler returns.
+      const fs = Array.from({ length: 300 }, (_, i) => new DmaFence(ops, ctx, i + 1));
+      const wait = w.stream('wait-all-sync', { fences: fs.map((f) => f.share()) });
+      await wait(0);
+      for (const f of fs) f.signal();
+      assert.equal((await wait(1)).ok, 300);
+      await until(() => slotsInUse() === before, 'fence slots still referenced by settled views');
+      // And the views here, signaled by a worker: their timestamps are the worker's.
+      const gs = Array.from({ length: 100 }, (_, i) => new DmaFence(ops, ctx, 301 + i));
+      const views = gs.map((f) => DmaFence.fromShared(f.share()));
+      const remote = await w.call('race', { fences: gs.map((f) => f.share()) });
+      assert.equal(remote.won, 100);
+      for (const f of gs) f[Symbol.dispose]();
+      await until(() => slotsInUse() === before, 'slots kept after the worker signaled');
+      for (const v of views) assert.ok(v.timestamp > 0n);
+    } finally {
+      await w.worker.terminate();
+    }
+  });
+
+  it('a thread that dies between its signal and its timestamp has one written by the exit hook', async () => {
+    const d = Domain.current();
+    const w = rpc(d.spawn(workerUrl));
+    const { thread } = await w.call('thread', {});
+    const f = new DmaFence(ops, DmaFence.contextAlloc(), 1);
+    const desc = f.share();
+    const view = DmaFence.fromShared(desc);
+    const t = d.tables.fence;
+    const b = t.base(view._slot);
+    // What a signal by `thread` leaves when that thread is stopped right after its CAS.
+    assert.equal(Atomics.compareExchange(t.i32, b + F_STATE, 0, (thread << 2) | 2), 0);
+    assert.equal(view.isSignaled(), true, 'signaled as soon as the state word says so');
+    assert.equal(view.getStatus(), 1);
+    const standIn = view.timestamp;
+    assert.ok(standIn > 0n, 'a stand-in time while the real one is missing');
+    assert.equal(Atomics.load(t.i32, b + F_TSVALID), 0);
+    await w.worker.terminate();
+    await until(() => Atomics.load(t.i32, b + F_TSVALID) === 1, 'exit hook wrote no timestamp');
+    const ts = view.timestamp;
+    assert.equal(ts, t.i64[(b + F_TSTAMP) >> 1], "the exit hook's time, read from the slot");
+    assert.equal(view.timestamp, ts, 'and kept');
   });
 });
 

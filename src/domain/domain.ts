@@ -55,7 +55,7 @@ interface TableSpec {
  * at once so that one descriptor carries every table to a new thread.
  */
 export const TABLES = {
-  fence: { magic: 0x46454e31, slotWords: 24, initial: 1024, max: 1 << 20 },
+  fence: { magic: 0x46454e31, slotWords: 32, initial: 1024, max: 1 << 20 },
   resv: { magic: 0x52535632, slotWords: 24, initial: 1024, max: 1 << 20 },
   resvList: { magic: 0x524c5331, slotWords: 64, initial: 256, max: 1 << 18 },
   buf: { magic: 0x42554631, slotWords: 40, initial: 1024, max: 1 << 20 },

@@ -53,15 +53,20 @@ import {
   F_STATE,
   F_TIMELINE,
   F_TSTAMP,
+  F_TSVALID,
   F_WAITERS,
+  finishSlotSignal,
+  isClaimState,
+  isSignaledState,
   SF_SEQNO64,
   STATE_PENDING,
-  STATE_SIGNALED,
   slotAlloc,
   slotGet,
   slotPut,
   slotSetDeadline,
   slotSignal,
+  slotSignalError,
+  slotTimestamp,
   slotTryGet,
 } from './_shared.js';
 
@@ -228,6 +233,55 @@ function sweep(): void {
   sweepAt = Math.max(1024, pending.size * 2);
 }
 
+// ---- timestamps read after the signal -----------------------------------------------------------
+// A view that sees its fence signaled by another thread adopts the signal and the error at once
+// but leaves the timestamp in the slot, keeping its reference: the signaler writes it right after
+// releasing the waiters, and reading it on the wake-up path would pull the slot's second cache
+// line across cores while the signaler is still writing it. Views are settled (timestamp read,
+// reference dropped) when asked for their timestamp, in batches of SETTLE_BATCH, and from a
+// microtask — so a thread blocked in a loop of waits still settles them.
+const SETTLE_BATCH = 64;
+/** Spin bound while a signaler is between its CAS and its timestamp store. */
+const SETTLE_SPIN = 1_000_000;
+const unsettled: DmaFence[] = [];
+let settleQueued = false;
+let settleRetry: ReturnType<typeof setTimeout> | undefined;
+
+function deferTimestamp(f: DmaFence): void {
+  unsettled.push(f);
+  if (unsettled.length >= SETTLE_BATCH) settleAll();
+  else if (!settleQueued) {
+    settleQueued = true;
+    queueMicrotask(settleLater);
+  }
+}
+
+/** Settles every view whose timestamp is there; returns how many remain. */
+function settleAll(): number {
+  let keep = 0;
+  for (const f of unsettled) if (!f._settleTimestamp(0)) unsettled[keep++] = f;
+  unsettled.length = keep;
+  return keep;
+}
+
+function settleLater(): void {
+  settleQueued = false;
+  // What remains belongs to a signaler that died between its signal and its timestamp: the exit
+  // hook writes one soon. Retry from a timer that does not hold the thread alive.
+  if (settleAll() > 0 && settleRetry === undefined) {
+    settleRetry = setTimeout(() => {
+      settleRetry = undefined;
+      settleLater();
+    }, 1);
+    settleRetry.unref?.();
+  }
+}
+
+/** Settles this thread's views waiting for a timestamp now (tests and inspection). @internal */
+export function settleFenceTimestamps(): number {
+  return settleAll();
+}
+
 // Remote views answer names from the strings recorded at publication.
 const remoteOps: DmaFenceOps = {
   getDriverName: (f) => f._names?.[0] ?? 'unknown',
@@ -255,6 +309,8 @@ export class DmaFence {
 
   /** @internal */ _error = 0;
   /** @internal */ _timestamp = 0n;
+  /** @internal slot still referenced to read the timestamp from (signaled by another thread) */
+  _tsSlot = 0;
   /** @internal */ _deadline = 0n;
   /** @internal */ _head: DmaFenceCb | null = null;
   /** @internal */ _tail: DmaFenceCb | null = null;
@@ -400,7 +456,32 @@ export class DmaFence {
   /** `dma_fence_timestamp`: signal time in ns; 0n while pending. */
   get timestamp(): bigint {
     if ((this.flags & SIGNALED) === 0) this.syncFromSlot();
-    return (this.flags & TIMESTAMP) !== 0 ? this._timestamp : 0n;
+    if ((this.flags & TIMESTAMP) !== 0) return this._timestamp;
+    if (this._tsSlot === 0) return 0n;
+    // Signaled by another thread that writes the time right after its signal (the kernel spins
+    // on the TIMESTAMP bit the same way). If that thread died in between, the time of this call
+    // stands in until the exit hook records one.
+    return this._settleTimestamp(SETTLE_SPIN) ? this._timestamp : nowNs();
+  }
+
+  /**
+   * Reads the timestamp of a fence signaled by another thread from the slot and drops the
+   * reference kept for it. False when the signaler has not written it within `spin` loads.
+   * @internal
+   */
+  _settleTimestamp(spin: number): boolean {
+    const slot = this._tsSlot;
+    if (slot === 0) return true;
+    const d = this._domain!;
+    const t = d.tables.fence;
+    t.ensure(slot);
+    const ts = slotTimestamp(t, t.base(slot), spin);
+    if (ts === undefined) return false;
+    this._timestamp = ts;
+    this.flags |= TIMESTAMP;
+    this._tsSlot = 0;
+    slotPut(d, slot);
+    return true;
   }
 
   /** The earliest deadline requested so far (ns), or 0n for none. */
@@ -491,7 +572,8 @@ export class DmaFence {
     let error = this._error;
     if (this._slot !== 0) {
       const d = this._domain!;
-      ts = slotSignal(d, this._slot, ts, error);
+      // The error, if set, is in the slot already (setError and publish write it).
+      ts = slotSignal(d, this._slot, ts);
       if (ts === undefined) {
         this.syncFromSlot(true);
         return false;
@@ -508,16 +590,26 @@ export class DmaFence {
 
   /**
    * Marks the fence signaled here, drops the slot, and runs this thread's callbacks in order.
-   * Returns what callbacks threw (null when none did): a throwing callback never stops the others
-   * nor leaves the fence half-signaled.
+   * `ts` undefined: signaled by another thread, the timestamp is read from the slot later (the
+   * slot is kept until then). Returns what callbacks threw (null when none did): a throwing
+   * callback never stops the others nor leaves the fence half-signaled.
    */
-  private finishSignal(ts: bigint, error: number): unknown[] | null {
+  private finishSignal(ts: bigint | undefined, error: number): unknown[] | null {
     this._error = error;
-    this._timestamp = ts;
-    this.flags |= SIGNALED | TIMESTAMP;
-    this.dropSlot();
+    if (ts !== undefined) {
+      this._timestamp = ts;
+      this.flags |= SIGNALED | TIMESTAMP;
+      this.dropSlot();
+    } else {
+      this.flags |= SIGNALED;
+      const slot = this._slot;
+      this._slot = 0;
+      if (pending.get(slot) === this) pending.delete(slot);
+      this._tsSlot = slot;
+      deferTimestamp(this);
+    }
     if (channels.fenceSignaled.hasSubscribers) {
-      channels.fenceSignaled.publish({ fence: this, error, timestamp: ts });
+      channels.fenceSignaled.publish({ fence: this, error, timestamp: this.timestamp });
     }
     let errors: unknown[] | null = null;
     let cb: DmaFenceCb | null = this._head;
@@ -550,17 +642,16 @@ export class DmaFence {
     const t = this._domain!.tables.fence;
     const b = t.base(this._slot);
     let st = Atomics.load(t.i32, b + F_STATE);
-    // A claim is finished within a few stores; bound the spin in case its thread died there
-    // (the exit hook then finishes it).
-    for (let i = 0; wait && i < 1_000_000 && st !== STATE_SIGNALED && st !== STATE_PENDING; i++) {
+    // A slow-path claim is finished within a few stores; bound the spin in case its thread died
+    // there (the exit hook then finishes it).
+    for (let i = 0; wait && i < 1_000_000 && isClaimState(st); i++) {
       st = Atomics.load(t.i32, b + F_STATE);
     }
-    if (st !== STATE_SIGNALED) return false;
-    const ts = Atomics.load(t.i64, (b + F_TSTAMP) >> 1);
+    if (!isSignaledState(st)) return false;
     const err = Atomics.load(t.i32, b + F_ERROR);
     // Signaled by another thread: nobody here called signal() to receive callback errors, so
     // they are reported as uncaught exceptions, after the state is consistent.
-    const errors = this.finishSignal(ts, err);
+    const errors = this.finishSignal(undefined, err);
     if (errors !== null)
       for (const e of errors)
         queueMicrotask(() => {
@@ -693,7 +784,7 @@ export class DmaFence {
       try {
         for (;;) {
           const st = Atomics.load(t.i32, b + F_STATE);
-          if (st === STATE_SIGNALED) break;
+          if (isSignaledState(st)) break;
           const left = timeoutMs - (performance.now() - start);
           if (left <= 0) return this.syncFromSlot() ? 1 : 0;
           await waitWhileEqualsAsync(t.i32, b + F_STATE, st, left, {
@@ -751,7 +842,7 @@ export class DmaFence {
       const b = t.base(this._slot);
       for (;;) {
         const st = Atomics.load(t.i32, b + F_STATE);
-        if (st === STATE_SIGNALED) break;
+        if (isSignaledState(st)) break;
         const left = timeoutMs === Infinity ? Infinity : timeoutMs - (performance.now() - start);
         if (left <= 0) break;
         waitWhileEqualsSync(t.i32, b + F_STATE, st, left, b + F_WAITERS);
@@ -884,6 +975,12 @@ export class DmaFence {
     // thread's exit) can reach them. Dropping it left them waiting and the slot leaked; it is
     // dropped when the fence signals, as garbage collection would never have dropped it earlier.
     if (this._remote || !shared || this.testSignaledFlag()) this.dropSlot();
+    if (this._tsSlot !== 0 && !this._settleTimestamp(SETTLE_SPIN)) {
+      // Its signaler died before writing the time: keep none, drop the reference.
+      const slot = this._tsSlot;
+      this._tsSlot = 0;
+      slotPut(this._domain!, slot);
+    }
     if (!this._remote) this.ops.release?.(this);
     // A published fence reports its destruction when its shared slot is freed (slotPut).
     if (!shared) trace('fenceDestroy', () => ({ context: this.context, seqno: this.seqno }));
@@ -909,7 +1006,7 @@ export class DmaFence {
         q: this.seqno,
         f: this.flags & SEQNO64,
         e: this._error,
-        ts: this._timestamp,
+        ts: this.timestamp,
         dn: this.driverName,
         tn: this.timelineName,
         stub: this === stub ? true : undefined,
@@ -1090,24 +1187,21 @@ export function seqnoIsLater(a: number, b: number, seqno64: boolean): boolean {
 onThreadExit(10, (d, thread) => {
   const t = d.tables.fence;
   const claim = (thread << 2) | 1;
+  const signaledBy = (thread << 2) | 2;
   const ts = nowNs();
   for (const slot of t.allocated()) {
     const b = t.base(slot);
     const st = Atomics.load(t.i32, b + F_STATE);
     if (st === claim) {
-      Atomics.store(t.i64, (b + F_TSTAMP) >> 1, ts);
-      Atomics.store(t.i32, b + F_STATE, STATE_SIGNALED);
-      Atomics.notify(t.i32, b + F_STATE);
-    } else if (st === STATE_PENDING && Atomics.load(t.i32, b + F_HOME) === thread) {
-      if (
-        Atomics.compareExchange(t.i32, b + F_STATE, STATE_PENDING, (d.thread << 2) | 1) ===
-        STATE_PENDING
-      ) {
-        Atomics.store(t.i32, b + F_ERROR, -2);
-        Atomics.store(t.i64, (b + F_TSTAMP) >> 1, ts);
-        Atomics.store(t.i32, b + F_STATE, STATE_SIGNALED);
-        Atomics.notify(t.i32, b + F_STATE);
+      finishSlotSignal(t, b, ts);
+    } else if (st === signaledBy) {
+      // Signaled, then died before writing the time: write one for it.
+      if (Atomics.load(t.i32, b + F_TSVALID) !== 1) {
+        t.i64[(b + F_TSTAMP) >> 1] = ts;
+        Atomics.store(t.i32, b + F_TSVALID, 1);
       }
+    } else if (st === STATE_PENDING && Atomics.load(t.i32, b + F_HOME) === thread) {
+      slotSignalError(d, slot, -2, ts);
     }
   }
 });

@@ -51,6 +51,8 @@ import {
   F_STATE,
   F_TIMELINE,
   F_TSTAMP,
+  F_TSVALID,
+  isSignaledState,
   SF_SEQNO64,
   STATE_SIGNALED,
   slotAlloc,
@@ -300,7 +302,7 @@ export class DmaResvIter implements IterableIterator<DmaResvEntry> {
       const slot = entrySlot(e);
       const gen = entryGen(e);
       if (!slotTryGet(d, slot, gen)) return RESTART; // replaced in place and freed meanwhile
-      if (!this.withSignaled && Atomics.load(F.i32, F.base(slot) + F_STATE) === STATE_SIGNALED) {
+      if (!this.withSignaled && isSignaledState(Atomics.load(F.i32, F.base(slot) + F_STATE))) {
         slotPut(d, slot);
         continue;
       }
@@ -664,7 +666,7 @@ export class DmaResv {
   private entrySignaled(slot: number, gen: number): boolean {
     const F = this._d.tables.fence;
     F.ensure(slot); // another thread may have grown the table since this thread last looked
-    if (Atomics.load(F.i32, F.base(slot) + F_STATE) === STATE_SIGNALED) return true;
+    if (isSignaledState(Atomics.load(F.i32, F.base(slot) + F_STATE))) return true;
     const c = this.objs?.get(slot);
     return c !== undefined && c.gen === gen && c.fence.isSignaled();
   }
@@ -692,7 +694,8 @@ export class DmaResv {
     F.i32[b + F_ERROR] = fence.error;
     F.i32[b + F_DRIVER] = d.strings.intern(fence.driverName);
     F.i32[b + F_TIMELINE] = d.strings.intern(fence.timelineName);
-    Atomics.store(F.i64, (b + F_TSTAMP) >> 1, fence.timestamp);
+    F.i64[(b + F_TSTAMP) >> 1] = fence.timestamp;
+    Atomics.store(F.i32, b + F_TSVALID, 1);
     Atomics.store(F.i32, b + F_STATE, STATE_SIGNALED);
     return [slot, gen];
   }

@@ -25,7 +25,7 @@ import {
   STATE_LIVE,
 } from '../../src/buf/_layout.js';
 import type { Domain } from '../../src/domain/domain.js';
-import { F_ERROR, F_HOME, F_REFS, F_STATE, STATE_SIGNALED } from '../../src/fence/_shared.js';
+import { F_ERROR, F_HOME, F_REFS, F_STATE, isSignaledState } from '../../src/fence/_shared.js';
 import { DmaBuf } from '../../src/index.js';
 import { ownerOf, ownerThread, R_CLAIM, R_LOCK } from '../../src/resv/_record.js';
 
@@ -133,7 +133,7 @@ export function fenceView(d: Domain, slot: number, gen: number): FenceView {
     return { state: 'gone', error: 0, home: 0 };
   const st = Atomics.load(t.i32, b + F_STATE);
   return {
-    state: st === STATE_SIGNALED ? 'signaled' : 'pending',
+    state: isSignaledState(st) ? 'signaled' : 'pending',
     error: Atomics.load(t.i32, b + F_ERROR),
     home: Atomics.load(t.i32, b + F_HOME),
   };
@@ -147,7 +147,7 @@ export function pendingFencesOf(d: Domain, thread: number): number {
     const b = t.base(s);
     if (Atomics.load(t.i32, b + F_HOME) !== thread) continue;
     if (Atomics.load(t.i32, b + F_REFS) <= 0) continue;
-    if (Atomics.load(t.i32, b + F_STATE) !== STATE_SIGNALED) n++;
+    if (!isSignaledState(Atomics.load(t.i32, b + F_STATE))) n++;
   }
   return n;
 }
