@@ -38,6 +38,10 @@ async function fencePingPong(opts: WakeOptions): Promise<WakeRaw> {
   const b = mk('pong');
   return withWorkers([a, b], async () => {
     await Promise.all([a.next(), b.next()]);
+    // Creating 2 × (warmup + rounds) fences and their views left garbage that V8 collects on
+    // background threads; on a 2-core machine that work would take a core from the spinning
+    // pair inside the timed rounds. Let it finish first (the baselines allocate nothing).
+    await new Promise((r) => setTimeout(r, 300));
     openStart(new Int32Array(start), 0);
     const done = await nextOrFailure<{ samples: Float64Array }>(a, [a, b]);
     return done.samples;

@@ -76,10 +76,14 @@ export function spinWhileEquals(
   value: number,
   spins: number,
 ): boolean {
-  for (let i = 0; i < spins; i++) {
-    if (Atomics.load(arr, index) !== value) return true;
+  // One load site, one loop exit: an early `return true` inside the loop and a last load after it
+  // left optimized code without feedback for the second site, and V8 deoptimized the function
+  // every time a spin ran out (hundreds of times per fence-wake run).
+  let i = 0;
+  while (Atomics.load(arr, index) === value) {
+    if (i++ >= spins) return false;
   }
-  return Atomics.load(arr, index) !== value;
+  return true;
 }
 
 /**
