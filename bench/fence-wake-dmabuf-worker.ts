@@ -1,27 +1,35 @@
 // Worker side of bench/fence-wake.dmabuf.ts.
 import { parentPort, workerData } from 'node:worker_threads';
-import { DmaFence, setWaitPolicy } from '../src/index.js';
+import { DmaFence, type DmaFenceOps, type FenceDescriptor, setWaitPolicy } from '../src/index.js';
 import { nowNs } from './_harness.js';
 import { waitForStart } from './_spin-wait.js';
 
-const { role, rounds, warmup, spin, start, ping: pingD, pong: pongD } = workerData;
+const { role, rounds, warmup, spin, start } = workerData;
 setWaitPolicy({ spinSync: spin });
-const ping: DmaFence[] = pingD.map((d: never) => DmaFence.fromShared(d));
-const pong: DmaFence[] = pongD.map((d: never) => DmaFence.fromShared(d));
 const total = warmup + rounds;
-parentPort!.postMessage({ type: 'ready' });
-waitForStart(new Int32Array(start), 0);
+const ops: DmaFenceOps = { getDriverName: () => 'bench', getTimelineName: () => role };
+const context = DmaFence.contextAlloc();
+// The fences this worker signals, on its own timeline.
+const mine = Array.from({ length: total }, (_, i) => new DmaFence(ops, context, i + 1));
+parentPort!.postMessage(mine.map((f) => f.share()));
+const theirs: DmaFence[] = await new Promise((resolve) =>
+  parentPort!.once('message', (d: FenceDescriptor[]) => resolve(d.map(DmaFence.fromShared))),
+);
+
 // One function per half round, called for every round: V8 optimizes it as a normal function
 // (warm by the end of the warm-up) instead of on-stack-replacing a module-level loop, which gave
 // run-to-run different code (p50 0.32-0.75 us between identical runs).
 const pongRound = (i: number): void => {
-  ping[i]!.waitSync();
-  pong[i]!.signal();
+  theirs[i]!.waitSync();
+  mine[i]!.signal();
 };
 const pingRound = (i: number): void => {
-  ping[i]!.signal();
-  pong[i]!.waitSync();
+  mine[i]!.signal();
+  theirs[i]!.waitSync();
 };
+
+parentPort!.postMessage({ type: 'ready' });
+waitForStart(new Int32Array(start), 0);
 if (role === 'pong') {
   for (let i = 0; i < total; i++) pongRound(i);
 } else {
