@@ -3,9 +3,12 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { runPipeline } from '../examples/pipeline/pipeline.js';
+import { createQueue, newTicket, TicketQueue } from '../examples/pipeline/queue.js';
 
 describe('the dmabuf pipeline', () => {
   for (const handoff of ['late', 'early'] as const) {
@@ -52,6 +55,56 @@ describe('the dmabuf pipeline', () => {
       runPipeline({ frameBytes: 4096, frames: 1, warmup: 1, pool: 1, stages: 1 }),
       /stages/,
     );
+  });
+});
+
+describe('the ticket queue between stages', () => {
+  const WORKER = new URL('./fixtures/ticket-worker.js', import.meta.url);
+
+  it('hands tickets over in order, whole, through a queue smaller than the stream', async () => {
+    for (const spin of [0, 4096]) {
+      const queue = createQueue(3);
+      const count = 2000;
+      const w = new Worker(WORKER, { workerData: { queue, count, spin } });
+      const q = new TicketQueue(queue, spin);
+      const t = newTicket();
+      for (let k = 0; k < count; k++) {
+        q.pop(t); // blocks this thread until the worker has pushed ticket k
+        assert.deepEqual({ ...t }, { slot: k % 7, frame: k, t0: k * 1.5, sum: -k | 0 });
+      }
+      await once(w, 'exit');
+    }
+  });
+
+  it('a worker pops and pushes back: nothing is lost or reordered when both ends block', async () => {
+    const there = createQueue(2);
+    const back = createQueue(2);
+    const count = 1000;
+    const w = new Worker(WORKER, { workerData: { queue: there, back, count, spin: 0 } });
+    const out = new TicketQueue(there, 0);
+    const input = new TicketQueue(back, 0);
+    const t = newTicket();
+    // Keep at most two tickets in flight each way: the queues are never overfilled.
+    let popped = 0;
+    for (let k = 0; k < count; k++) {
+      out.push(1, k, k, k);
+      if (k >= 1) {
+        input.pop(t);
+        assert.equal(t.frame, popped);
+        assert.equal(t.sum, popped + 1);
+        popped++;
+      }
+    }
+    while (popped < count) {
+      input.pop(t);
+      assert.equal(t.frame, popped++);
+    }
+    await once(w, 'exit');
+  });
+
+  it('refuses memory that is not a queue and bad capacities', () => {
+    assert.throws(() => new TicketQueue(new SharedArrayBuffer(1024), 0), /not a ticket queue/);
+    assert.throws(() => createQueue(0), RangeError);
   });
 });
 
