@@ -1,7 +1,9 @@
 /**
  * dmabuf side of the `pipeline` bench: the demo's pipeline (examples/pipeline) with the bench's
- * options — frames in the system heap, handles in messages, implicit sync through each buffer's
- * reservation object, two processing stages (one modify, one derive).
+ * options — frames in the system heap, slot numbers in shared-memory ticket queues, implicit sync
+ * through each buffer's reservation object, two processing stages (one modify, one derive), late
+ * hand-off. It takes no `spin`: the pipeline spins only while its threads fit the cores (on the
+ * project's 2 cores it never does, like `sab-ring-nospin`).
  */
 
 import { runPipeline } from '../examples/pipeline/pipeline.js';

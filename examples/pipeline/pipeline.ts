@@ -127,7 +127,11 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
       output: i < roles.length - 1 ? links[i] : undefined,
       returns: role === 'producer' || role === 'consumer' ? back : undefined,
       spin,
-      progressEvery: Math.max(1, Math.floor(total / 50)),
+      // A message costs the consumer a wake-up of this thread: only when somebody listens.
+      progressEvery:
+        c.onProgress !== undefined || c.bufinfoAt !== undefined
+          ? Math.max(1, Math.floor(total / 50))
+          : 0,
     };
     const w = domain.spawn(WORKER, { workerData: data as never });
     workers.push(w);

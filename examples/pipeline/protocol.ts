@@ -43,7 +43,7 @@ export interface StageData {
   spin: number;
   /** When a stage hands a frame on: see {@link Handoff}. */
   handoff: Handoff;
-  /** Consumer: report progress every this many frames. */
+  /** Consumer: report progress every this many frames (0: never). */
   progressEvery: number;
 }
 

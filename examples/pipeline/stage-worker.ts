@@ -165,7 +165,8 @@ function consumer(pool: Slot[]): void {
     if (k >= data.warmup) latencies[k - data.warmup] = t1 - t.t0;
     if (k === data.warmup - 1) tWarm = t1;
     tEnd = t1;
-    if ((k + 1) % data.progressEvery === 0) report({ type: 'progress', verified, failures });
+    if (data.progressEvery !== 0 && (k + 1) % data.progressEvery === 0)
+      report({ type: 'progress', verified, failures });
   }
   done(pool, { latencies, elapsedNs: tEnd - tWarm, verified, failures });
 }
