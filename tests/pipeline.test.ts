@@ -36,6 +36,23 @@ describe('the dmabuf pipeline', () => {
     });
   }
 
+  for (const spin of [0, 4096]) {
+    it(`verifies every frame whether the stages spin on their queues or not (spin ${spin})`, async () => {
+      const r = await runPipeline({
+        frameBytes: 4096,
+        frames: 30,
+        warmup: 2,
+        pool: 2,
+        stages: 2,
+        spin,
+      });
+      assert.equal(r.failures, 0);
+      assert.equal(r.verified, 32);
+      assert.equal(r.fencesSignaled, 32 * 4);
+      assert.equal(r.leakedBuffers, 0);
+    });
+  }
+
   it('a pool of one buffer serializes the pipeline and still verifies every frame', async () => {
     const r = await runPipeline({ frameBytes: 4096, frames: 10, warmup: 1, pool: 1, stages: 2 });
     assert.equal(r.failures, 0);
@@ -54,6 +71,10 @@ describe('the dmabuf pipeline', () => {
     await assert.rejects(
       runPipeline({ frameBytes: 4096, frames: 1, warmup: 1, pool: 1, stages: 1 }),
       /stages/,
+    );
+    await assert.rejects(
+      runPipeline({ frameBytes: 4096, frames: 1, warmup: 1, pool: 1, stages: 2, spin: -1 }),
+      /spin/,
     );
   });
 });
