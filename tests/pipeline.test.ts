@@ -123,6 +123,25 @@ describe('the ticket queue between stages', () => {
     await once(w, 'exit');
   });
 
+  it('keeps order across the wrap of its 32-bit counters', () => {
+    const queue = createQueue(3);
+    const words = new Int32Array(queue);
+    // TAIL (word 16) and HEAD (word 32) a few tickets before 2^32, as after ~4 billion tickets.
+    words[16] = -2;
+    words[32] = -2;
+    const push = new TicketQueue(queue, 0);
+    const pop = new TicketQueue(queue, 0);
+    const t = newTicket();
+    for (let k = 0; k < 20; k++) {
+      push.push(k, k, k, k);
+      if (k % 2 === 1) {
+        assert.equal(pop.pop(t).frame, k - 1);
+        assert.equal(pop.pop(t).frame, k);
+      }
+    }
+    assert.equal(words[16], 18, 'the counters wrapped');
+  });
+
   it('refuses memory that is not a queue and bad capacities', () => {
     assert.throws(() => new TicketQueue(new SharedArrayBuffer(1024), 0), /not a ticket queue/);
     assert.throws(() => createQueue(0), RangeError);

@@ -13,7 +13,7 @@
  * Layout (Int32 words; head and tail on separate cache lines, one ticket per half cache line):
  * ```
  *  [0] MAGIC 'TQ01'   [1] VERSION 1   [2] CAPACITY        main thread, before any stage starts
- *  [16] TAIL          tickets pushed (wraps at 2^32)      the pushing stage: Atomics.store
+ *  [16] TAIL          tickets pushed (mod 2^32)           the pushing stage: Atomics.store
  *  [17] TAIL_WAITERS  popper asleep on TAIL               the popping stage: Atomics.add/sub
  *  [32] HEAD          tickets popped                      the popping stage: Atomics.store
  *  [33] HEAD_WAITERS  pusher asleep on HEAD (queue full)  the pushing stage: Atomics.add/sub
@@ -84,6 +84,9 @@ export class TicketQueue {
   /** Cached copies of the words this end writes (it is their only writer). */
   #tail: number;
   #head: number;
+  /** Ticket index of the next push / pop (0..capacity-1; the counters wrap at 2^32, these never). */
+  #tailAt: number;
+  #headAt: number;
 
   constructor(sab: SharedArrayBuffer, spin: number) {
     const i32 = new Int32Array(sab);
@@ -96,6 +99,10 @@ export class TicketQueue {
     this.#spin = spin;
     this.#tail = Atomics.load(i32, W_TAIL);
     this.#head = Atomics.load(i32, W_HEAD);
+    // Exact while fewer than 2^32 tickets went through before this end attached (the pipeline's
+    // ends attach before the first ticket).
+    this.#tailAt = (this.#tail >>> 0) % this.#capacity;
+    this.#headAt = (this.#head >>> 0) % this.#capacity;
   }
 
   /** Pusher: appends a ticket, blocking while the queue is full. Allocates nothing. */
@@ -108,7 +115,8 @@ export class TicketQueue {
       this.#wait(W_HEAD, head, W_HEAD_WAITERS);
       head = Atomics.load(i32, W_HEAD);
     }
-    const b = W_TICKETS + ((tail >>> 0) % this.#capacity) * TICKET_WORDS;
+    const b = W_TICKETS + this.#tailAt * TICKET_WORDS;
+    this.#tailAt = this.#tailAt + 1 === this.#capacity ? 0 : this.#tailAt + 1;
     i32[b + T_SLOT] = slot;
     i32[b + T_FRAME] = frame;
     i32[b + T_SUM] = sum;
@@ -127,7 +135,8 @@ export class TicketQueue {
       this.#wait(W_TAIL, tail, W_TAIL_WAITERS);
       tail = Atomics.load(i32, W_TAIL);
     }
-    const b = W_TICKETS + ((head >>> 0) % this.#capacity) * TICKET_WORDS;
+    const b = W_TICKETS + this.#headAt * TICKET_WORDS;
+    this.#headAt = this.#headAt + 1 === this.#capacity ? 0 : this.#headAt + 1;
     into.slot = i32[b + T_SLOT]!;
     into.frame = i32[b + T_FRAME]!;
     into.sum = i32[b + T_SUM]!;
