@@ -16,6 +16,10 @@ async function run(o: PipelineOptions): Promise<PipelineRaw> {
     warmup: o.warmup,
     pool: o.slots,
     stages: 2,
+    // As in fence-wake: let V8's background work from five threads loading dmabuf (compiling,
+    // collecting) finish before the first frame, so that it does not take a core from the stages
+    // inside the timed frames. The baselines' workers load next to nothing.
+    settleMs: 300,
   });
   if (r.failures !== 0 || r.verified !== o.frames + o.warmup) {
     throw new Error(`dmabuf pipeline: ${r.failures} frames failed verification`);

@@ -45,6 +45,7 @@ describe('the dmabuf pipeline', () => {
         pool: 2,
         stages: 2,
         spin,
+        settleMs: spin === 0 ? 0 : 10,
       });
       assert.equal(r.failures, 0);
       assert.equal(r.verified, 32);
@@ -75,6 +76,10 @@ describe('the dmabuf pipeline', () => {
     await assert.rejects(
       runPipeline({ frameBytes: 4096, frames: 1, warmup: 1, pool: 1, stages: 2, spin: -1 }),
       /spin/,
+    );
+    await assert.rejects(
+      runPipeline({ frameBytes: 4096, frames: 1, warmup: 1, pool: 1, stages: 2, settleMs: 0.5 }),
+      /settleMs/,
     );
   });
 });

@@ -10,7 +10,7 @@
  * ```
  * Every arrow is a ticket queue in shared memory (queue.ts) carrying `{ slot, frame, t0, sum }`;
  * synchronization is the buffers' reservation objects (see stage-worker.ts). Messages go only to
- * the main thread (progress, done, error).
+ * the main thread (ready, progress, done, error); the stages start together once all are ready.
  */
 
 import { availableParallelism } from 'node:os';
@@ -39,6 +39,12 @@ export interface PipelineConfig {
    * needs), 4096 otherwise.
    */
   spin?: number;
+  /**
+   * Pause between the moment every stage is ready and the start, in ms (default 0). V8 finishes
+   * the stages' start-up work (compiling, collecting what loading left) on background threads,
+   * which on a 2-core machine take CPU from the first frames; a benchmark can let it settle.
+   */
+  settleMs?: number;
   /** Called in the main thread as the consumer verifies frames. */
   onProgress?: (verified: number, failures: number) => void;
   /** Frame count (verified) at which to take a bufinfo snapshot; none when undefined. */
@@ -77,6 +83,7 @@ export function checkConfig(c: PipelineConfig): void {
   if (c.stages > 16) throw new RangeError('at most 16 stages');
   if (c.pool > 1024) throw new RangeError('at most 1024 pool buffers');
   if (c.spin !== undefined) int(c.spin, 0, 'spin');
+  if (c.settleMs !== undefined) int(c.settleMs, 0, 'settleMs');
   if (c.handoff !== undefined && c.handoff !== 'early' && c.handoff !== 'late') {
     throw new RangeError(`handoff must be 'early' or 'late', got ${String(c.handoff)}`);
   }
@@ -106,6 +113,16 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
   const links = roles.slice(1).map(() => createQueue(c.pool));
   const back = createQueue(c.pool);
   const spin = c.spin ?? (roles.length > availableParallelism() ? 0 : 4096);
+  const start = new SharedArrayBuffer(4);
+  let ready = 0;
+  const go = (): void => {
+    if (++ready < roles.length) return;
+    const word = new Int32Array(start);
+    setTimeout(() => {
+      Atomics.store(word, 0, 1);
+      Atomics.notify(word, 0);
+    }, c.settleMs ?? 0);
+  };
   const workers: Worker[] = [];
   const reports: Promise<DoneReport>[] = [];
   let failure: ((e: Error) => void) | null = null;
@@ -127,6 +144,7 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
       output: i < roles.length - 1 ? links[i] : undefined,
       returns: role === 'producer' || role === 'consumer' ? back : undefined,
       spin,
+      start,
       // A message costs the consumer a wake-up of this thread: only when somebody listens.
       progressEvery:
         c.onProgress !== undefined || c.bufinfoAt !== undefined
@@ -143,6 +161,7 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
       new Promise<DoneReport>((resolve) => {
         w.on('message', (m: StageReport) => {
           if (m.type === 'error') failure?.(new Error(`${name}: ${m.message}`));
+          else if (m.type === 'ready') go();
           else if (m.type === 'done') resolve(m);
           else if (m.type === 'progress') {
             c.onProgress?.(m.verified, m.failures);

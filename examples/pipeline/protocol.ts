@@ -3,7 +3,7 @@
  * queue (queue.ts) names a pool slot (the pool's buffers were installed in every worker once, at
  * start) plus a few numbers. The bytes stay in the system heap's shared memory; order between
  * stages comes from the fences each stage adds to the buffer's reservation object (implicit sync).
- * Messages go only to the main thread: progress, done, error.
+ * Messages go only to the main thread: ready, progress, done, error.
  */
 
 import type { DmaBufDescriptor } from '../../src/index.js';
@@ -43,12 +43,19 @@ export interface StageData {
   spin: number;
   /** When a stage hands a frame on: see {@link Handoff}. */
   handoff: Handoff;
+  /**
+   * Start barrier: one Int32 word, 0 until every stage has opened its pool, then 1 (main thread).
+   * Every stage reports `ready` and blocks on it, so that none starts while another is still
+   * loading.
+   */
+  start: SharedArrayBuffer;
   /** Consumer: report progress every this many frames (0: never). */
   progressEvery: number;
 }
 
 /** Worker → main. */
 export type StageReport =
+  | { type: 'ready' }
   | { type: 'progress'; verified: number; failures: number }
   | {
       type: 'done';

@@ -94,6 +94,9 @@ function finish(slot: Slot, fence: DmaFence): void {
 
 async function main(): Promise<void> {
   const pool = await openPool();
+  report({ type: 'ready' });
+  const start = new Int32Array(data.start);
+  while (Atomics.load(start, 0) === 0) Atomics.wait(start, 0, 0);
   if (data.role === 'producer') producer(pool);
   else if (data.role === 'consumer') consumer(pool);
   else processor(pool);
