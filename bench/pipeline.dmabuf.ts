@@ -1,7 +1,9 @@
 /**
  * dmabuf side of the `pipeline` bench: the demo's pipeline (examples/pipeline) with the bench's
- * options — frames in the system heap, handles in messages, implicit sync through each buffer's
- * reservation object, two processing stages (one modify, one derive).
+ * options — frames in the system heap, slot numbers in shared-memory ticket queues, implicit sync
+ * through each buffer's reservation object, two processing stages (one modify, one derive), late
+ * hand-off. It takes no `spin`: the pipeline spins only while its threads fit the cores (on the
+ * project's 2 cores it never does, like `sab-ring-nospin`).
  */
 
 import { runPipeline } from '../examples/pipeline/pipeline.js';
@@ -14,6 +16,10 @@ async function run(o: PipelineOptions): Promise<PipelineRaw> {
     warmup: o.warmup,
     pool: o.slots,
     stages: 2,
+    // As in fence-wake: let V8's background work from five threads loading dmabuf (compiling,
+    // collecting) finish before the first frame, so that it does not take a core from the stages
+    // inside the timed frames. The baselines' workers load next to nothing.
+    settleMs: 300,
   });
   if (r.failures !== 0 || r.verified !== o.frames + o.warmup) {
     throw new Error(`dmabuf pipeline: ${r.failures} frames failed verification`);

@@ -189,6 +189,7 @@ export function pipelineRepeat(run: RunOptions): number {
 
 /**
  * Options for one frame size. Environment overrides: `BENCH_FRAMES` (timed frames, every size),
+ * `BENCH_WARMUP` (warm-up frames, every size and every side; default a tenth of the frames, 2..50),
  * `BENCH_SLOTS` (default 4), `BENCH_SPIN` (default 4096).
  */
 export function pipelineOptions(run: RunOptions, size: FrameSize): PipelineOptions {
@@ -200,7 +201,7 @@ export function pipelineOptions(run: RunOptions, size: FrameSize): PipelineOptio
   return {
     frameBytes: size.bytes,
     frames,
-    warmup: Math.max(2, Math.min(50, Math.round(frames / 10))),
+    warmup: env('BENCH_WARMUP') ?? Math.max(2, Math.min(50, Math.round(frames / 10))),
     slots: env('BENCH_SLOTS') ?? 4,
     spin: env('BENCH_SPIN') ?? 4096,
   };

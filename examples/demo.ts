@@ -19,13 +19,14 @@ usage: npm start -- [options]
                      N-1 modify the frame in place, the last derives a checksum (default 2)
   --handoff MODE     late: hand a frame on after its fence signaled (one wake-up per hop);
                      early: as soon as the fence is installed, before the work, so the next
-                     stage's implicit-sync wait orders them                  (default late)
+                     stage's implicit-sync wait blocks on it                 (default late)
   -h, --help         this text
 
-Each frame is allocated once from the system heap; workers receive handles, never bytes. Each
-stage waits for the implicit fences of its direction, adds its own fence to the buffer's
-reservation object and signals it when done; a buffer returns to the pool when its last
-reader's fence signals. The consumer verifies every frame.`;
+Each frame is allocated once from the system heap; workers receive handles, never bytes, and
+pass each other tickets (a slot number) through queues in shared memory. Each stage waits for the
+implicit fences of its direction, adds its own fence to the buffer's reservation object and
+signals it when done; a buffer returns to the pool when its last reader's fence signals. The
+consumer verifies every frame.`;
 
 function fail(msg: string): never {
   console.error(`error: ${msg}\n\nRun with --help for the options.`);
@@ -131,7 +132,7 @@ console.log(
   `  latency p50 / p99  ${(pct(50) / 1e6).toFixed(2)} ms / ${(pct(99) / 1e6).toFixed(2)} ms`,
 );
 console.log(`  frames verified    ${result.verified} of ${total}, ${result.failures} failed`);
-console.log(`  bytes copied       ${result.messageBytes} (frame bytes posted between threads)`);
+console.log(`  bytes copied       ${result.messageBytes} (frame bytes copied between threads)`);
 console.log(`  fences signaled    ${result.fencesSignaled}`);
 console.log(`  buffers leaked     ${result.leakedBuffers}`);
 if (result.failures > 0 || result.verified !== total || result.leakedBuffers !== 0)

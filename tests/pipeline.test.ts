@@ -3,9 +3,12 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { runPipeline } from '../examples/pipeline/pipeline.js';
+import { createQueue, newTicket, TicketQueue } from '../examples/pipeline/queue.js';
 
 describe('the dmabuf pipeline', () => {
   for (const handoff of ['late', 'early'] as const) {
@@ -33,6 +36,24 @@ describe('the dmabuf pipeline', () => {
     });
   }
 
+  for (const spin of [0, 4096]) {
+    it(`verifies every frame whether the stages spin on their queues or not (spin ${spin})`, async () => {
+      const r = await runPipeline({
+        frameBytes: 4096,
+        frames: 30,
+        warmup: 2,
+        pool: 2,
+        stages: 2,
+        spin,
+        settleMs: spin === 0 ? 0 : 10,
+      });
+      assert.equal(r.failures, 0);
+      assert.equal(r.verified, 32);
+      assert.equal(r.fencesSignaled, 32 * 4);
+      assert.equal(r.leakedBuffers, 0);
+    });
+  }
+
   it('a pool of one buffer serializes the pipeline and still verifies every frame', async () => {
     const r = await runPipeline({ frameBytes: 4096, frames: 10, warmup: 1, pool: 1, stages: 2 });
     assert.equal(r.failures, 0);
@@ -52,6 +73,83 @@ describe('the dmabuf pipeline', () => {
       runPipeline({ frameBytes: 4096, frames: 1, warmup: 1, pool: 1, stages: 1 }),
       /stages/,
     );
+    await assert.rejects(
+      runPipeline({ frameBytes: 4096, frames: 1, warmup: 1, pool: 1, stages: 2, spin: -1 }),
+      /spin/,
+    );
+    await assert.rejects(
+      runPipeline({ frameBytes: 4096, frames: 1, warmup: 1, pool: 1, stages: 2, settleMs: 0.5 }),
+      /settleMs/,
+    );
+  });
+});
+
+describe('the ticket queue between stages', () => {
+  const WORKER = new URL('./fixtures/ticket-worker.js', import.meta.url);
+
+  it('hands tickets over in order, whole, through a queue smaller than the stream', async () => {
+    for (const spin of [0, 4096]) {
+      const queue = createQueue(3);
+      const count = 2000;
+      const w = new Worker(WORKER, { workerData: { queue, count, spin } });
+      const q = new TicketQueue(queue, spin);
+      const t = newTicket();
+      for (let k = 0; k < count; k++) {
+        q.pop(t); // blocks this thread until the worker has pushed ticket k
+        assert.deepEqual({ ...t }, { slot: k % 7, frame: k, t0: k * 1.5, sum: -k | 0 });
+      }
+      await once(w, 'exit');
+    }
+  });
+
+  it('a worker pops and pushes back: nothing is lost or reordered when both ends block', async () => {
+    const there = createQueue(2);
+    const back = createQueue(2);
+    const count = 1000;
+    const w = new Worker(WORKER, { workerData: { queue: there, back, count, spin: 0 } });
+    const out = new TicketQueue(there, 0);
+    const input = new TicketQueue(back, 0);
+    const t = newTicket();
+    // Keep at most two tickets in flight each way: the queues are never overfilled.
+    let popped = 0;
+    for (let k = 0; k < count; k++) {
+      out.push(1, k, k, k);
+      if (k >= 1) {
+        input.pop(t);
+        assert.equal(t.frame, popped);
+        assert.equal(t.sum, popped + 1);
+        popped++;
+      }
+    }
+    while (popped < count) {
+      input.pop(t);
+      assert.equal(t.frame, popped++);
+    }
+    await once(w, 'exit');
+  });
+
+  it('keeps order across the wrap of its 32-bit counters', () => {
+    const queue = createQueue(3);
+    const words = new Int32Array(queue);
+    // TAIL (word 16) and HEAD (word 32) a few tickets before 2^32, as after ~4 billion tickets.
+    words[16] = -2;
+    words[32] = -2;
+    const push = new TicketQueue(queue, 0);
+    const pop = new TicketQueue(queue, 0);
+    const t = newTicket();
+    for (let k = 0; k < 20; k++) {
+      push.push(k, k, k, k);
+      if (k % 2 === 1) {
+        assert.equal(pop.pop(t).frame, k - 1);
+        assert.equal(pop.pop(t).frame, k);
+      }
+    }
+    assert.equal(words[16], 18, 'the counters wrapped');
+  });
+
+  it('refuses memory that is not a queue and bad capacities', () => {
+    assert.throws(() => new TicketQueue(new SharedArrayBuffer(1024), 0), /not a ticket queue/);
+    assert.throws(() => createQueue(0), RangeError);
   });
 });
 

@@ -8,13 +8,16 @@
  *      ▲                                        │
  *      └──────────── slot returns ──────────────┘
  * ```
- * Every arrow is a MessageChannel carrying `{ frame, slot }`; synchronization is the buffers'
- * reservation objects (see stage-worker.ts).
+ * Every arrow is a ticket queue in shared memory (queue.ts) carrying `{ slot, frame, t0, sum }`;
+ * synchronization is the buffers' reservation objects (see stage-worker.ts). Messages go only to
+ * the main thread (ready, progress, done, error); the stages start together once all are ready.
  */
 
-import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
+import type { Worker } from 'node:worker_threads';
 import { DmaBuf, DmaHeap, Domain } from '../../src/index.js';
 import type { Handoff, Role, StageData, StageReport } from './protocol.js';
+import { createQueue } from './queue.js';
 import { checkFrameBytes } from './work.js';
 
 export interface PipelineConfig {
@@ -30,6 +33,18 @@ export interface PipelineConfig {
   stages: number;
   /** When a stage hands a frame on (default 'late'): see {@link Handoff}. */
   handoff?: Handoff;
+  /**
+   * Spin iterations before a stage sleeps on an empty ticket queue. Default: 0 when the stage
+   * threads outnumber the cores (a spinning stage would steal the core the stage it waits for
+   * needs), 4096 otherwise.
+   */
+  spin?: number;
+  /**
+   * Pause between the moment every stage is ready and the start, in ms (default 0). V8 finishes
+   * the stages' start-up work (compiling, collecting what loading left) on background threads,
+   * which on a 2-core machine take CPU from the first frames; a benchmark can let it settle.
+   */
+  settleMs?: number;
   /** Called in the main thread as the consumer verifies frames. */
   onProgress?: (verified: number, failures: number) => void;
   /** Frame count (verified) at which to take a bufinfo snapshot; none when undefined. */
@@ -45,7 +60,7 @@ export interface PipelineResult {
   /** Per measured frame: producer start to consumer verified, ns. */
   latencies: Float64Array;
   fencesSignaled: number;
-  /** Binary bytes that crossed threads in messages (frames would show up here). */
+  /** Frame bytes copied between threads (tickets carry four numbers: always 0). */
   messageBytes: number;
   /** `DmaBuf.bufinfo()` taken mid-run, if asked for. */
   bufinfo?: string;
@@ -67,10 +82,14 @@ export function checkConfig(c: PipelineConfig): void {
   int(c.stages, 2, 'stages');
   if (c.stages > 16) throw new RangeError('at most 16 stages');
   if (c.pool > 1024) throw new RangeError('at most 1024 pool buffers');
+  if (c.spin !== undefined) int(c.spin, 0, 'spin');
+  if (c.settleMs !== undefined) int(c.settleMs, 0, 'settleMs');
   if (c.handoff !== undefined && c.handoff !== 'early' && c.handoff !== 'late') {
     throw new RangeError(`handoff must be 'early' or 'late', got ${String(c.handoff)}`);
   }
 }
+
+type DoneReport = Extract<StageReport, { type: 'done' }>;
 
 const WORKER = new URL('./stage-worker.js', import.meta.url);
 
@@ -89,19 +108,29 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
   const roles: { role: Role; name: string }[] = [{ role: 'producer', name: 'producer' }];
   for (let i = 1; i < c.stages; i++) roles.push({ role: 'modify', name: `modify-${i}` });
   roles.push({ role: 'derive', name: 'derive' }, { role: 'consumer', name: 'consumer' });
-  const links = roles.slice(1).map(() => new MessageChannel());
-  const back = new MessageChannel();
+  // links[i]: roles[i] → roles[i + 1]; back: consumer → producer. At most `pool` tickets are
+  // ever queued on one of them (the producer starts a frame only in a free slot).
+  const links = roles.slice(1).map(() => createQueue(c.pool));
+  const back = createQueue(c.pool);
+  const spin = c.spin ?? (roles.length > availableParallelism() ? 0 : 4096);
+  const start = new SharedArrayBuffer(4);
+  let ready = 0;
+  const go = (): void => {
+    if (++ready < roles.length) return;
+    const word = new Int32Array(start);
+    setTimeout(() => {
+      Atomics.store(word, 0, 1);
+      Atomics.notify(word, 0);
+    }, c.settleMs ?? 0);
+  };
   const workers: Worker[] = [];
-  const reports: Promise<StageReport>[] = [];
+  const reports: Promise<DoneReport>[] = [];
   let failure: ((e: Error) => void) | null = null;
   const failed = new Promise<never>((_, reject) => (failure = reject));
   failed.catch(() => {});
   let snapshot: Promise<string> | undefined;
   for (let i = 0; i < roles.length; i++) {
     const { role, name } = roles[i]!;
-    const input: MessagePort | undefined = i > 0 ? links[i - 1]!.port2 : undefined;
-    const output: MessagePort | undefined = i < roles.length - 1 ? links[i]!.port1 : undefined;
-    const returns = role === 'producer' ? back.port2 : role === 'consumer' ? back.port1 : undefined;
     const data: StageData = {
       role,
       name,
@@ -111,44 +140,41 @@ export async function runPipeline(c: PipelineConfig): Promise<PipelineResult> {
       warmup: c.warmup,
       modifies: c.stages - 1,
       handoff: c.handoff ?? 'late',
-      input,
-      output,
-      returns,
-      progressEvery: Math.max(1, Math.floor(total / 50)),
+      input: i > 0 ? links[i - 1] : undefined,
+      output: i < roles.length - 1 ? links[i] : undefined,
+      returns: role === 'producer' || role === 'consumer' ? back : undefined,
+      spin,
+      start,
+      // A message costs the consumer a wake-up of this thread: only when somebody listens.
+      progressEvery:
+        c.onProgress !== undefined || c.bufinfoAt !== undefined
+          ? Math.max(1, Math.floor(total / 50))
+          : 0,
     };
-    const transfer = [input, output, returns].filter((p): p is MessagePort => p !== undefined);
-    const w = domain.spawn(WORKER, { workerData: data as never, transferList: transfer });
+    const w = domain.spawn(WORKER, { workerData: data as never });
     workers.push(w);
     w.on('error', (e) => failure?.(e));
     w.on('exit', (code) => {
       if (code !== 0) failure?.(new Error(`${name} exited with ${code}`));
     });
-    const ready = new Promise<StageReport>((resolve) => {
-      w.on('message', (m: StageReport) => {
-        if (m.type === 'error') failure?.(new Error(`${name}: ${m.message}`));
-        else if (m.type === 'ready') resolve(m);
-        else if (m.type === 'progress') {
-          c.onProgress?.(m.verified, m.failures);
-          if (c.bufinfoAt !== undefined && snapshot === undefined && m.verified >= c.bufinfoAt) {
-            snapshot = DmaBuf.bufinfo();
+    reports.push(
+      new Promise<DoneReport>((resolve) => {
+        w.on('message', (m: StageReport) => {
+          if (m.type === 'error') failure?.(new Error(`${name}: ${m.message}`));
+          else if (m.type === 'ready') go();
+          else if (m.type === 'done') resolve(m);
+          else if (m.type === 'progress') {
+            c.onProgress?.(m.verified, m.failures);
+            if (c.bufinfoAt !== undefined && snapshot === undefined && m.verified >= c.bufinfoAt) {
+              snapshot = DmaBuf.bufinfo();
+            }
           }
-        }
-      });
-    });
-    reports.push(ready);
+        });
+      }),
+    );
   }
   try {
-    await Promise.race([Promise.all(reports), failed]);
-    const done = workers.map(
-      (w) =>
-        new Promise<StageReport>((resolve) =>
-          w.on('message', (m: StageReport) => m.type === 'done' && resolve(m)),
-        ),
-    );
-    const results = (await Promise.race([Promise.all(done), failed])) as Extract<
-      StageReport,
-      { type: 'done' }
-    >[];
+    const results = await Promise.race([Promise.all(reports), failed]);
     const consumer = results[results.length - 1]!;
     const bufinfo = snapshot === undefined ? undefined : await snapshot;
     for (const b of pool) b.put();

@@ -1,19 +1,20 @@
 /**
- * Messages of the dmabuf pipeline. Frames never travel in a message: a message names a pool slot
- * (the pool's buffers were installed in every worker once, at start) plus a few numbers. The
- * bytes stay in the system heap's shared memory; order between stages comes from the fences each
- * stage adds to the buffer's reservation object (implicit sync).
+ * Protocol of the dmabuf pipeline. Frames never travel between threads: a ticket in a shared
+ * queue (queue.ts) names a pool slot (the pool's buffers were installed in every worker once, at
+ * start) plus a few numbers. The bytes stay in the system heap's shared memory; order between
+ * stages comes from the fences each stage adds to the buffer's reservation object (implicit sync).
+ * Messages go only to the main thread: ready, progress, done, error.
  */
 
-import type { MessagePort } from 'node:worker_threads';
 import type { DmaBufDescriptor } from '../../src/index.js';
 
 /**
  * When a stage tells the next one about a frame:
  * - `early`: as soon as its fence is in the buffer's reservation object, before its work — the
- *   next stage's wait on that fence orders them (maximum overlap, two wake-ups per hop);
+ *   next stage's implicit-sync wait (`beginCpuAccessSync`) blocks on that fence until the work is
+ *   done (maximum overlap, two wake-ups per hop when the next stage sleeps);
  * - `late`: after its fence has signaled — the next stage's implicit-sync wait finds it signaled
- *   (one wake-up per hop; the faster choice when there are more stages than cores).
+ *   (one wake-up per hop at most; the faster choice when there are more stages than cores).
  * Both run the same implicit-sync code in every stage.
  */
 export type Handoff = 'early' | 'late';
@@ -32,29 +33,24 @@ export interface StageData {
   warmup: number;
   /** Number of modify stages (the consumer's verification depends on it). */
   modifies: number;
-  /** Port to receive frames from the previous stage (none for the producer). */
-  input?: MessagePort;
-  /** Port to pass frames to the next stage (none for the consumer). */
-  output?: MessagePort;
-  /** Producer: returns from the consumer. Consumer: the port back to the producer. */
-  returns?: MessagePort;
+  /** Ticket queue from the previous stage (none for the producer): see queue.ts. */
+  input?: SharedArrayBuffer;
+  /** Ticket queue to the next stage (none for the consumer). */
+  output?: SharedArrayBuffer;
+  /** Producer: pops the slots the consumer is done with. Consumer: pushes them. */
+  returns?: SharedArrayBuffer;
+  /** Spin iterations before a stage sleeps on an empty queue (0: sleep at once). */
+  spin: number;
   /** When a stage hands a frame on: see {@link Handoff}. */
   handoff: Handoff;
-  /** Consumer: report progress every this many frames. */
+  /**
+   * Start barrier: one Int32 word, 0 until every stage has opened its pool, then 1 (main thread).
+   * Every stage reports `ready` and blocks on it, so that none starts while another is still
+   * loading.
+   */
+  start: SharedArrayBuffer;
+  /** Consumer: report progress every this many frames (0: never). */
   progressEvery: number;
-}
-
-/** A frame handed to the next stage: pool slot, frame number, producer's start time, checksum. */
-export interface FrameMsg {
-  k: number;
-  slot: number;
-  t0: number;
-  sum?: number;
-}
-
-/** Consumer → producer: the slot may be reused (its readers' fences are in its resv). */
-export interface ReturnMsg {
-  slot: number;
 }
 
 /** Worker → main. */

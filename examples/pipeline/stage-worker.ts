@@ -2,14 +2,20 @@
  * One stage of the dmabuf pipeline, in a worker of the main thread's domain.
  *
  * Per frame, every stage does what a kernel driver does with implicit sync:
- * 1. wait for the fences of its direction (CPU-access bracketing: `beginCpuAccess` waits for
+ * 1. wait for the fences of its direction (CPU-access bracketing: `beginCpuAccessSync` waits for
  *    writers before a read, for everybody before a write);
  * 2. add its own fence to the buffer's reservation object (WRITE for the producer and the modify
  *    stages, READ for the deriving stage and the consumer);
- * 3. tell the next stage, which will wait for that fence in step 1 — the message names the slot;
+ * 3. tell the next stage, which will wait for that fence in step 1 — a ticket naming the slot;
  * 4. do its work on the zero-copy mapping, end CPU access, and signal its fence.
- * The consumer returns the slot to the producer right after adding its READ fence: the producer's
- * next write to that buffer waits for it implicitly.
+ * With the `late` hand-off, step 3 comes after step 4. The consumer returns the slot to the
+ * producer (right after adding its READ fence when early): the producer's next write to that
+ * buffer waits for it implicitly.
+ *
+ * The frame loop is synchronous — a worker has nothing else to do — and uses the blocking
+ * variants of the same calls (`beginCpuAccessSync`, `DmaResv#lockSync`, `endCpuAccessSync`): no
+ * event-loop turn, no Promise, no message per frame. Setting up (attach, map) and tearing down
+ * (unmap, detach, put) stay asynchronous.
  */
 
 import { parentPort, workerData } from 'node:worker_threads';
@@ -21,15 +27,15 @@ import {
   type DmaBufMapping,
   DmaFence,
   type DmaFenceOps,
-  type DmaResv,
   DmaResvUsage,
 } from '../../src/index.js';
-import type { FrameMsg, ReturnMsg, StageData, StageReport } from './protocol.js';
+import type { StageData, StageReport } from './protocol.js';
+import { newTicket, TicketQueue } from './queue.js';
 import { checksumFrame, fillFrame, modifyFrame, verifyFrame } from './work.js';
 
 const data = workerData as StageData;
 /** Monotonic ns as a double (process-wide: comparable across workers). */
-const nowNs = (): number => Number(process.hrtime.bigint());
+const now = (): number => Number(process.hrtime.bigint());
 const report = (m: StageReport, transfer: ArrayBuffer[] = []): void =>
   parentPort!.postMessage(m, transfer);
 const early = data.handoff === 'early';
@@ -39,13 +45,6 @@ const usage = writes ? DmaResvUsage.WRITE : DmaResvUsage.READ;
 const ops: DmaFenceOps = { getDriverName: () => 'pipeline', getTimelineName: () => data.name };
 const context = DmaFence.contextAlloc();
 let fencesSignaled = 0;
-let messageBytes = 0;
-
-/** Counts the binary bytes a message would copy (there should be none). */
-function send(port: { postMessage(m: unknown): void }, m: FrameMsg | ReturnMsg): void {
-  for (const v of Object.values(m)) if (ArrayBuffer.isView(v)) messageBytes += v.byteLength;
-  port.postMessage(m);
-}
 
 interface Slot {
   buf: DmaBuf;
@@ -71,11 +70,12 @@ async function openPool(): Promise<Slot[]> {
   return slots;
 }
 
-async function stage(slot: Slot, k: number): Promise<DmaFence> {
-  await slot.buf.beginCpuAccess(direction);
+/** Steps 1 and 2: waits for the fences of this stage's direction, then adds this stage's fence. */
+function begin(slot: Slot, k: number): DmaFence {
+  slot.buf.beginCpuAccessSync(direction);
   const fence = new DmaFence(ops, context, k + 1);
-  const resv: DmaResv = slot.buf.resv;
-  await resv.lock(null);
+  const resv = slot.buf.resv;
+  resv.lockSync(null);
   try {
     resv.reserveFences(1);
     resv.addFence(fence, usage);
@@ -85,8 +85,9 @@ async function stage(slot: Slot, k: number): Promise<DmaFence> {
   return fence;
 }
 
-async function finish(slot: Slot, fence: DmaFence): Promise<void> {
-  await slot.buf.endCpuAccess(direction);
+/** Step 4's end: CPU access ends, the fence signals (waking whoever waits for it). */
+function finish(slot: Slot, fence: DmaFence): void {
+  slot.buf.endCpuAccessSync(direction);
   fence.signal();
   fencesSignaled++;
 }
@@ -94,86 +95,97 @@ async function finish(slot: Slot, fence: DmaFence): Promise<void> {
 async function main(): Promise<void> {
   const pool = await openPool();
   report({ type: 'ready' });
-  if (data.role === 'producer') return producer(pool);
+  const start = new Int32Array(data.start);
+  while (Atomics.load(start, 0) === 0) Atomics.wait(start, 0, 0);
+  if (data.role === 'producer') producer(pool);
+  else if (data.role === 'consumer') consumer(pool);
+  else processor(pool);
+}
+
+function producer(pool: Slot[]): void {
+  const out = new TicketQueue(data.output!, data.spin);
+  const returns = new TicketQueue(data.returns!, data.spin);
+  const t = newTicket();
+  for (let k = 0; k < data.total; k++) {
+    // The first frames take the pool's slots in order; later ones the slots the consumer returned.
+    const s = k < pool.length ? k : returns.pop(t).slot;
+    const slot = pool[s]!;
+    const fence = begin(slot, k); // waits for the last readers of this buffer
+    const t0 = now();
+    if (early) out.push(s, k, t0, 0);
+    fillFrame(slot.words, k);
+    finish(slot, fence);
+    if (!early) out.push(s, k, t0, 0);
+  }
+  done(pool, {});
+}
+
+function processor(pool: Slot[]): void {
+  const input = new TicketQueue(data.input!, data.spin);
+  const out = new TicketQueue(data.output!, data.spin);
+  const derive = data.role === 'derive';
+  const t = newTicket();
+  for (let k = 0; k < data.total; k++) {
+    input.pop(t);
+    const slot = pool[t.slot]!;
+    const fence = begin(slot, t.frame);
+    if (derive) {
+      const sum = checksumFrame(slot.words);
+      if (early) out.push(t.slot, t.frame, t.t0, sum);
+      finish(slot, fence);
+      if (!early) out.push(t.slot, t.frame, t.t0, sum);
+    } else {
+      if (early) out.push(t.slot, t.frame, t.t0, t.sum);
+      modifyFrame(slot.words);
+      finish(slot, fence);
+      if (!early) out.push(t.slot, t.frame, t.t0, t.sum);
+    }
+  }
+  done(pool, {});
+}
+
+function consumer(pool: Slot[]): void {
+  const input = new TicketQueue(data.input!, data.spin);
+  const returns = new TicketQueue(data.returns!, data.spin);
   const latencies = new Float64Array(Math.max(0, data.total - data.warmup));
   let verified = 0;
   let failures = 0;
   let tWarm = 0;
   let tEnd = 0;
-  let chain: Promise<void> = Promise.resolve();
-  const input = data.input!;
-  await new Promise<void>((resolve, reject) => {
-    input.on('message', (m: FrameMsg) => {
-      chain = chain
-        .then(async () => {
-          const slot = pool[m.slot]!;
-          const fence = await stage(slot, m.k);
-          if (data.role === 'consumer') {
-            if (early) send(data.returns!, { slot: m.slot });
-            const ok = verifyFrame(slot.words, m.k, m.sum!, data.modifies);
-            const t1 = nowNs();
-            await finish(slot, fence);
-            if (!early) send(data.returns!, { slot: m.slot });
-            if (ok) verified++;
-            else failures++;
-            if (m.k >= data.warmup) latencies[m.k - data.warmup] = t1 - m.t0;
-            if (m.k === data.warmup - 1) tWarm = t1;
-            tEnd = t1;
-            if ((m.k + 1) % data.progressEvery === 0)
-              report({ type: 'progress', verified, failures });
-          } else if (data.role === 'modify') {
-            if (early) send(data.output!, m);
-            modifyFrame(slot.words);
-            await finish(slot, fence);
-            if (!early) send(data.output!, m);
-          } else {
-            const sum = checksumFrame(slot.words);
-            if (early) send(data.output!, { ...m, sum });
-            await finish(slot, fence);
-            if (!early) send(data.output!, { ...m, sum });
-          }
-          if (m.k === data.total - 1) resolve();
-        })
-        .catch(reject);
-    });
-  });
-  input.close();
-  await close(pool);
-  report(
-    {
-      type: 'done',
-      fencesSignaled,
-      messageBytes,
-      ...(data.role === 'consumer'
-        ? { latencies, elapsedNs: tEnd - tWarm, verified, failures }
-        : {}),
-    },
-    data.role === 'consumer' ? [latencies.buffer as ArrayBuffer] : [],
-  );
+  const t = newTicket();
+  for (let k = 0; k < data.total; k++) {
+    input.pop(t);
+    if (t.frame !== k) throw new Error(`frame ${t.frame} arrived, expected ${k}`);
+    const slot = pool[t.slot]!;
+    const fence = begin(slot, k);
+    if (early) returns.push(t.slot, k, 0, 0);
+    const ok = verifyFrame(slot.words, k, t.sum, data.modifies);
+    const t1 = now();
+    finish(slot, fence);
+    if (!early) returns.push(t.slot, k, 0, 0);
+    if (ok) verified++;
+    else failures++;
+    if (k >= data.warmup) latencies[k - data.warmup] = t1 - t.t0;
+    if (k === data.warmup - 1) tWarm = t1;
+    tEnd = t1;
+    if (data.progressEvery !== 0 && (k + 1) % data.progressEvery === 0)
+      report({ type: 'progress', verified, failures });
+  }
+  done(pool, { latencies, elapsedNs: tEnd - tWarm, verified, failures });
 }
 
-async function producer(pool: Slot[]): Promise<void> {
-  const free: number[] = pool.map((_, i) => i);
-  let wake: (() => void) | null = null;
-  data.returns!.on('message', (m: ReturnMsg) => {
-    free.push(m.slot);
-    wake?.();
-  });
-  for (let k = 0; k < data.total; k++) {
-    while (free.length === 0) await new Promise<void>((r) => (wake = r));
-    wake = null;
-    const s = free.shift()!;
-    const slot = pool[s]!;
-    const fence = await stage(slot, k); // waits for the last readers of this buffer
-    const t0 = nowNs();
-    if (early) send(data.output!, { k, slot: s, t0 });
-    fillFrame(slot.words, k);
-    await finish(slot, fence);
-    if (!early) send(data.output!, { k, slot: s, t0 });
-  }
-  data.returns!.close();
-  await close(pool);
-  report({ type: 'done', fencesSignaled, messageBytes });
+function done(
+  pool: Slot[],
+  consumer: { latencies?: Float64Array; elapsedNs?: number; verified?: number; failures?: number },
+): void {
+  close(pool)
+    .then(() => {
+      const transfer = consumer.latencies ? [consumer.latencies.buffer as ArrayBuffer] : [];
+      // Tickets carry four numbers and messages go only to the main thread: no frame byte is
+      // ever copied between threads.
+      report({ type: 'done', fencesSignaled, messageBytes: 0, ...consumer }, transfer);
+    })
+    .catch(fail);
 }
 
 async function close(pool: Slot[]): Promise<void> {
@@ -184,4 +196,8 @@ async function close(pool: Slot[]): Promise<void> {
   }
 }
 
-main().catch((e) => report({ type: 'error', message: String(e?.stack ?? e) }));
+function fail(e: unknown): void {
+  report({ type: 'error', message: String((e as Error)?.stack ?? e) });
+}
+
+main().catch(fail);

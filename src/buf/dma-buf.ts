@@ -725,6 +725,39 @@ export class DmaBuf {
   }
 
   /**
+   * Blocking {@link beginCpuAccess} for workers: the same hook, the same wait (no timeout) and the
+   * same errors, without the event loop — a worker's synchronous frame loop calls it between two
+   * pieces of work. Returns 0. Call without the lock (EDEADLK in debug mode otherwise). Where it has to
+   * wait: EPERM where the runtime forbids blocking, EDEADLK in debug mode inside a
+   * fence-signalling section. EAGAIN when the exporter's hook cannot run without
+   * the event loop: the exporter's ops live in another thread (a thread-bound exporter), or its
+   * hook returned a Promise (the hook has then run: pair it with {@link endCpuAccess} as usual).
+   * Allocates nothing when no fence is pending.
+   */
+  beginCpuAccessSync(direction: DmaDataDirection): number {
+    const core = this.live('beginCpuAccessSync');
+    checkDirection(direction);
+    forbidHeld(core.resv, 'beginCpuAccessSync');
+    exporterCpuSync(core, false, direction);
+    const write = direction === DMA_BIDIRECTIONAL || direction === DMA_TO_DEVICE;
+    const r = core.resv.waitTimeoutSync(DmaResv.usageRw(write), Infinity);
+    if (r < 0) throw new DmaBufError(codeOf(r) ?? 'EINTR', 'wait failed');
+    return 0;
+  }
+
+  /**
+   * Blocking {@link endCpuAccess} for workers: the exporter's hook only (no fence wait), run
+   * without the event loop. Returns 0. EAGAIN as for {@link beginCpuAccessSync}.
+   */
+  endCpuAccessSync(direction: DmaDataDirection): number {
+    const core = this.live('endCpuAccessSync');
+    checkDirection(direction);
+    forbidHeld(core.resv, 'endCpuAccessSync');
+    exporterCpuSync(core, true, direction);
+    return 0;
+  }
+
+  /**
    * mmap: a zero-copy `Uint8Array` over `length` bytes of the buffer from byte `offset` (a page
    * multiple). The bound check is the kernel's: page offset plus pages must fit in the buffer's
    * whole pages (EINVAL), with EOVERFLOW on overflow. EACCES when this reference is write-only, or
@@ -1378,6 +1411,27 @@ async function exporterCpu(core: BufCore, end: boolean, dir: DmaDataDirection): 
   }
   if ((core.bflags & BF_HAS_CPU) === 0) return;
   await callHome(core, 'buf:cpu', { b: bufKey(core), end, dir });
+}
+
+/**
+ * The exporter's CPU-access hook without the event loop: EAGAIN when it lives in another thread or
+ * answers with a Promise (whose rejection is then left to the caller's later endCpuAccess).
+ */
+function exporterCpuSync(core: BufCore, end: boolean, dir: DmaDataDirection): void {
+  const what = end ? 'endCpuAccess' : 'beginCpuAccess';
+  if (core.ops !== null) {
+    const op = end ? core.ops.endCpuAccess : core.ops.beginCpuAccess;
+    if (op === undefined) return;
+    const r = op.call(core.ops, core.borrowed, dir);
+    if (r !== null && typeof r === 'object' && typeof (r as Promise<unknown>).then === 'function') {
+      (r as Promise<unknown>).then(undefined, () => {});
+      fail('EAGAIN', `${what}Sync: the exporter's ${what} hook is asynchronous; use ${what}`);
+    }
+    checkOpResult(r, what);
+    return;
+  }
+  if ((core.bflags & BF_HAS_CPU) === 0) return;
+  fail('EAGAIN', `${what}Sync: the exporter's ops run in another thread; use ${what}`);
 }
 
 async function exporterMmap(core: BufCore, vma: DmaBufVma): Promise<DmaBufSgTable> {

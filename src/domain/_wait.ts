@@ -8,20 +8,41 @@
  * because a pending `Atomics.waitAsync` alone does not keep Node's event loop alive.
  *
  * Both fast paths can be switched off ({@link setWaitPolicy}); tests drive every combination.
+ *
+ * Adaptive spinning (the default, `spinSync: 'auto'`): the kernel spins on a mutex only while its
+ * owner runs on a CPU, because spinning for a thread that is not running only delays it. A
+ * JavaScript thread cannot see whether the thread it waits for is on a CPU, so a blocking wait
+ * spins ({@link AUTO_SPIN_SYNC} iterations) only while the domain's live threads fit the cores
+ * (`os.availableParallelism()`), and blocks at once when they outnumber them — then the spinner
+ * would most likely hold the very core the awaited thread needs (measured: 4 busy workers on 2
+ * cores ran a hand-off pipeline faster without spinning). The count is re-read at most every
+ * {@link AUTO_REFRESH_MS}; a count that is stale by a spawn or an exit only picks the other
+ * budget for that long. An explicit number set with {@link setWaitPolicy} always applies.
  */
 
+import { availableParallelism } from 'node:os';
 import { checkUint, DmaBufError, describe, fail } from '../errors.js';
+import { Domain, MAX_THREADS } from './domain.js';
 
 export interface WaitPolicy {
-  /** Iterations of `Atomics.load` before a sync wait blocks. 0 disables spinning. */
-  spinSync: number;
+  /**
+   * Iterations of `Atomics.load` before a sync wait blocks. 0 disables spinning. `'auto'` (the
+   * default): {@link AUTO_SPIN_SYNC} while the domain's live threads are no more than the cores,
+   * 0 when they outnumber them.
+   */
+  spinSync: number | 'auto';
   /** Iterations before an async wait parks. Spinning stalls the event loop, so keep it short. */
   spinAsync: number;
   /** Use `Atomics.waitAsync` when present; when false (or missing), poll with timers. */
   useWaitAsync: boolean;
 }
 
-const policy: WaitPolicy = { spinSync: 4096, spinAsync: 256, useWaitAsync: true };
+/** What `spinSync: 'auto'` spins while the domain's threads fit the cores. */
+export const AUTO_SPIN_SYNC = 4096;
+/** How long `'auto'` trusts its count of the domain's live threads, in ms. */
+export const AUTO_REFRESH_MS = 100;
+
+const policy: WaitPolicy = { spinSync: 'auto', spinAsync: 256, useWaitAsync: true };
 
 /** Reads the current wait policy (a copy). */
 export function getWaitPolicy(): WaitPolicy {
@@ -36,8 +57,9 @@ export function setWaitPolicy(p: Partial<WaitPolicy>): WaitPolicy {
   if (p === null || typeof p !== 'object')
     fail('EINVAL', `setWaitPolicy takes an object, got ${describe(p)}`);
   for (const k of ['spinSync', 'spinAsync'] as const) {
+    if (k === 'spinSync' && p[k] === 'auto') continue;
     if (p[k] !== undefined && checkUint(p[k], k) > 0xffff_ffff)
-      fail('EINVAL', `${k} must be a 32-bit count`);
+      fail('EINVAL', `${k} must be a 32-bit count${k === 'spinSync' ? " or 'auto'" : ''}`);
   }
   if (p.useWaitAsync !== undefined && typeof p.useWaitAsync !== 'boolean')
     fail('EINVAL', 'useWaitAsync must be a boolean');
@@ -49,6 +71,41 @@ export function setWaitPolicy(p: Partial<WaitPolicy>): WaitPolicy {
 }
 
 const hasWaitAsync = typeof (Atomics as any).waitAsync === 'function';
+
+// ---- adaptive spinning ---------------------------------------------------------------------------
+
+let cores = 0;
+let autoSpin = AUTO_SPIN_SYNC;
+let autoReadAt = Number.NEGATIVE_INFINITY;
+
+/** The spin budget of `'auto'` for `threads` live threads on `cores` cores. */
+export function autoSpinFor(threads: number, cores: number): number {
+  return threads > cores ? 0 : AUTO_SPIN_SYNC;
+}
+
+/** Live threads of this thread's domain (main thread and workers). May be stale by a spawn/exit. */
+export function liveThreads(): number {
+  const d = Domain.current();
+  let n = 0;
+  for (let t = 1; t < MAX_THREADS; t++) if (d.isThreadAlive(t)) n++;
+  return Math.max(n, 1);
+}
+
+/**
+ * The spin budget a sync wait uses now: the policy's number, or for `'auto'` the budget for the
+ * domain's thread count read at most {@link AUTO_REFRESH_MS} ago (`refresh` re-reads it now).
+ */
+export function syncSpinBudget(refresh = false): number {
+  const p = policy.spinSync;
+  if (p !== 'auto') return p;
+  const now = performance.now();
+  if (refresh || now - autoReadAt >= AUTO_REFRESH_MS) {
+    if (cores === 0) cores = Math.max(1, availableParallelism());
+    autoSpin = autoSpinFor(liveThreads(), cores);
+    autoReadAt = now;
+  }
+  return autoSpin;
+}
 
 // ---- keep-alive ----------------------------------------------------------------------------------
 // One long interval timer per thread, held while any async wait is pending.
@@ -101,7 +158,7 @@ export function waitWhileEqualsSync(
   timeoutMs: number,
   waiters = -1,
 ): boolean {
-  if (spinWhileEquals(arr, index, value, policy.spinSync)) return true;
+  if (spinWhileEquals(arr, index, value, syncSpinBudget())) return true;
   const deadline = performance.now() + timeoutMs;
   for (;;) {
     const left = deadline - performance.now();

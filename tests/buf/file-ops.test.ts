@@ -127,6 +127,64 @@ describe('dma_buf_begin_cpu_access / dma_buf_end_cpu_access', () => {
   });
 });
 
+describe('the blocking CPU-access variants (beginCpuAccessSync / endCpuAccessSync)', () => {
+  it('call the exporter hook and return 0 at once when no fence of the direction is pending', async () => {
+    const mock = new MockExporter();
+    const buf = mock.export();
+    const tl = new Timeline();
+    await addFence(buf.resv, tl.fence(1), DmaResvUsage.READ);
+    await addFence(buf.resv, tl.fence(2), DmaResvUsage.BOOKKEEP);
+    // A pending reader does not hold up a CPU read; BOOKKEEP fences are never waited for.
+    assert.equal(buf.beginCpuAccessSync(DMA_FROM_DEVICE), 0);
+    assert.equal(buf.endCpuAccessSync(DMA_FROM_DEVICE), 0);
+    assert.deepEqual(mock.calls, [`begin:${DMA_FROM_DEVICE}`, `end:${DMA_FROM_DEVICE}`]);
+    tl.inc(1);
+    // Once every fence up to READ has signaled, a CPU write goes ahead too.
+    assert.equal(buf.beginCpuAccessSync(DMA_BIDIRECTIONAL), 0);
+    assert.equal(buf.endCpuAccessSync(DMA_BIDIRECTIONAL), 0);
+    assert.deepEqual(mock.calls.slice(2), [
+      `begin:${DMA_BIDIRECTIONAL}`,
+      `end:${DMA_BIDIRECTIONAL}`,
+    ]);
+    tl.inc(1);
+    buf.put();
+  });
+
+  it('throw what the async variants reject with', async () => {
+    const mock = new MockExporter();
+    const buf = mock.export();
+    mock.fail.beginCpuAccess = 'EINTR';
+    throws(() => buf.beginCpuAccessSync(DMA_BIDIRECTIONAL), 'EINTR');
+    mock.fail.endCpuAccess = 'EIO';
+    throws(() => buf.endCpuAccessSync(DMA_BIDIRECTIONAL), 'EIO');
+    throws(() => buf.beginCpuAccessSync(5 as any), 'EINVAL');
+    throws(() => buf.endCpuAccessSync(-1 as any), 'EINVAL');
+    buf.put();
+    throws(() => buf.beginCpuAccessSync(DMA_BIDIRECTIONAL), 'EBADF');
+    throws(() => buf.endCpuAccessSync(DMA_BIDIRECTIONAL), 'EBADF');
+  });
+
+  it('an exporter hook that answers with a Promise is EAGAIN (it needs the event loop)', async () => {
+    const mock = new MockExporter();
+    mock.ops.beginCpuAccess = async () => {};
+    mock.ops.endCpuAccess = () => Promise.resolve(0);
+    const buf = mock.export();
+    throws(() => buf.beginCpuAccessSync(DMA_FROM_DEVICE), 'EAGAIN');
+    throws(() => buf.endCpuAccessSync(DMA_FROM_DEVICE), 'EAGAIN');
+    // The async variants serve such an exporter.
+    assert.equal(await buf.beginCpuAccess(DMA_FROM_DEVICE), 0);
+    assert.equal(await buf.endCpuAccess(DMA_FROM_DEVICE), 0);
+    buf.put();
+  });
+
+  it('need no exporter hook', () => {
+    const buf = new MockExporter({ cpu: false }).export();
+    assert.equal(buf.beginCpuAccessSync(DMA_TO_DEVICE), 0);
+    assert.equal(buf.endCpuAccessSync(DMA_TO_DEVICE), 0);
+    buf.put();
+  });
+});
+
 describe('DMA_BUF_IOCTL_SYNC', () => {
   it('validates flags: unknown bits, or neither READ nor WRITE, are EINVAL', async () => {
     const buf = new MockExporter().export();

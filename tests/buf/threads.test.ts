@@ -10,6 +10,7 @@ import {
   DMA_BIDIRECTIONAL,
   DMA_BUF_SYNC_READ,
   DMA_BUF_SYNC_START,
+  DMA_FROM_DEVICE,
   DmaBuf,
   Domain,
   EPOLLIN,
@@ -359,6 +360,48 @@ describe('implicit sync between threads', () => {
     );
     await w.call('put', { ref });
     buf.put();
+  });
+
+  it("a worker's blocking CPU access (beginCpuAccessSync) waits for a fence this thread signals", async () => {
+    const w = worker();
+    const buf = systemHeap.allocateBuffer(PAGE_SIZE);
+    const tl = new Timeline();
+    await addFence(buf.resv, tl.fence(1), DmaResvUsage.READ);
+    await addFence(buf.resv, tl.fence(2), DmaResvUsage.WRITE);
+    const ref = await w.call('fromShared', { desc: buf.share() });
+    let began = false;
+    const p = w.call('beginSync', { ref, dir: DMA_FROM_DEVICE }).then((r) => {
+      began = true;
+      return r;
+    });
+    await tick(20);
+    assert.equal(began, false, 'blocked on the writer');
+    tl.inc(1); // the reader: a CPU read does not wait for it
+    await tick(20);
+    assert.equal(began, false, 'still blocked on the writer');
+    tl.inc(1);
+    assert.equal(await p, 0);
+    assert.equal(await w.call('endSync', { ref, dir: DMA_FROM_DEVICE }), 0);
+    await w.call('put', { ref });
+    buf.put();
+  });
+
+  it("a thread-bound exporter's buffer refuses blocking CPU access in another thread (EAGAIN)", async () => {
+    const w = worker();
+    const mock = new MockExporter();
+    const buf = mock.export();
+    const ref = await w.call('fromShared', { desc: buf.share() });
+    await rejects(() => w.call('beginSync', { ref, dir: DMA_BIDIRECTIONAL }), 'EAGAIN');
+    await rejects(() => w.call('endSync', { ref, dir: DMA_BIDIRECTIONAL }), 'EAGAIN');
+    // Without CPU hooks there is nothing to forward: it works there too.
+    const plain = new MockExporter({ cpu: false }).export();
+    const ref2 = await w.call('fromShared', { desc: plain.share() });
+    assert.equal(await w.call('beginSync', { ref: ref2, dir: DMA_BIDIRECTIONAL }), 0);
+    assert.equal(await w.call('endSync', { ref: ref2, dir: DMA_BIDIRECTIONAL }), 0);
+    await w.call('put', { ref });
+    await w.call('put', { ref: ref2 });
+    buf.put();
+    plain.put();
   });
 
   it('invalidation reaches a dynamic importer in another thread', async () => {

@@ -1351,6 +1351,8 @@ export const ENTRIES: readonly Entry[] = [
     codes: ['ERESTARTSYS', 'EINTR'],
   }),
   method('DmaBuf', 'endCpuAccess', (w) => w.buf(), [direction], { stale: staleBuf }),
+  method('DmaBuf', 'beginCpuAccessSync', (w) => w.buf(), [direction], { stale: staleBuf }),
+  method('DmaBuf', 'endCpuAccessSync', (w) => w.buf(), [direction], { stale: staleBuf }),
   method(
     'DmaBuf',
     'mmap',
