@@ -144,6 +144,17 @@ export function spinWhileEquals(
 }
 
 /**
+ * Spins while `arr[index] === value`, for at most `spins` more loads, and returns the last value
+ * read — so that a caller that spun need not load the word again (each `Atomics` call is a
+ * builtin call in V8 11, not inlined).
+ */
+export function spinLoad(arr: Int32Array, index: number, value: number, spins: number): number {
+  let v = Atomics.load(arr, index);
+  for (let i = 0; v === value && i < spins; i++) v = Atomics.load(arr, index);
+  return v;
+}
+
+/**
  * Blocks the calling thread while `arr[index] === value`, for at most `timeoutMs` (Infinity
  * allowed). Returns true when the word changed, false on timeout. Throws EDEADLK-free: where the
  * runtime forbids blocking (a browser main thread) it throws EPERM.

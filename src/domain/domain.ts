@@ -48,6 +48,8 @@ interface TableSpec {
   slotWords: number;
   initial: number;
   max: number;
+  /** Word of a slot that holds the allocator's LINK (default 0). */
+  linkWord?: number;
 }
 
 /**
@@ -55,7 +57,8 @@ interface TableSpec {
  * at once so that one descriptor carries every table to a new thread.
  */
 export const TABLES = {
-  fence: { magic: 0x46454e31, slotWords: 32, initial: 1024, max: 1 << 20 },
+  // LINK on the second cache line, with the refcount: freeing touches only that line.
+  fence: { magic: 0x46454e31, slotWords: 32, initial: 1024, max: 1 << 20, linkWord: 26 },
   resv: { magic: 0x52535632, slotWords: 24, initial: 1024, max: 1 << 20 },
   resvList: { magic: 0x524c5331, slotWords: 64, initial: 256, max: 1 << 18 },
   buf: { magic: 0x42554631, slotWords: 40, initial: 1024, max: 1 << 20 },
@@ -139,7 +142,13 @@ export class Domain {
     Atomics.store(c, 0, MAGIC);
     const tables = {} as Record<TableName, SlotTable>;
     for (const [name, spec] of Object.entries(TABLES) as [TableName, TableSpec][]) {
-      tables[name] = SlotTable.create(spec.magic, spec.slotWords, spec.initial, spec.max);
+      tables[name] = SlotTable.create(
+        spec.magic,
+        spec.slotWords,
+        spec.initial,
+        spec.max,
+        spec.linkWord,
+      );
     }
     return new Domain(controlSab, StringTable.create(), tables, 1);
   }

@@ -9,7 +9,7 @@
  * Slot layout (Int32 word offsets from the slot base; 32 words = 128 bytes, two cache lines):
  * ```
  *  line 1: what a waiter reads when the fence signals, written once per signal
- *  0 LINK     1 GEN        (SlotTable's)
+ *  0 (pad)    1 GEN        (SlotTable's)
  *  2 STATE    0 pending │ (tid << 2) | 1 claimed by tid (slow path) │ (tid << 2) | 2 signaled,
  *             tid writes the timestamp │ 2 signaled by a thread that is gone (exit hook, resv)
  *             — any value with (STATE & 3) == 2 is signaled. Waiters wait here.
@@ -28,7 +28,8 @@
  * 18 TSTAMP   i64: signal time, ns (valid once TSVALID is 1)
  * 20 DEADLINE i64: earliest deadline requested, ns, 0 = none (CAS-min by any thread)
  * 22..25      user words (U0..U3), e.g. sw_sync's timeline
- * 26..31      (pad)
+ * 26 LINK     (SlotTable's: -1 while allocated; here, so that a free touches only this line)
+ * 27..31      (pad)
  * ```
  * Signal protocol (as the kernel's: the SIGNALED bit first, the timestamp after it): whichever
  * thread signals first moves STATE from 0 to `(tid << 2) | 2` with one CAS — waiters are released

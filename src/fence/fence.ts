@@ -36,6 +36,8 @@ import {
   interrupted,
   releaseKeepAlive,
   setLongTimeout,
+  spinLoad,
+  syncSpinBudget,
   waitWhileEqualsAsync,
   waitWhileEqualsSync,
 } from '../domain/_wait.js';
@@ -240,9 +242,11 @@ function sweep(): void {
 // wake-up path would pull the slot's second cache line across cores while the signaler is still
 // writing it. Views are *settled* (timestamp read, reference dropped) when asked for their
 // timestamp, from a microtask, and in batches of SETTLE_BATCH — so a thread blocked in a loop of
-// waits, whose microtasks never run, settles them too. The batch costs about 10 µs, well inside
-// the spin budget of a peer waiting on this thread. The kernel defers its fence frees to RCU
-// for the same reason.
+// waits, whose microtasks never run, settles them too. A settle reads a cache line the signaler
+// wrote and often frees the slot (into the thread's private free chain): 50-100 ns, so a batch
+// costs 3-6 µs, well inside the ~28 µs spin budget of a peer waiting on this thread. (When a
+// free cost a shared-list CAS and several BigInts, a batch of 64 took ~30 µs and the peer fell
+// asleep once per batch.) The kernel defers its fence frees to RCU for the same reason.
 const SETTLE_BATCH = 64;
 /** Spin bound while a signaler is between its CAS and its timestamp store. */
 const SETTLE_SPIN = 1_000_000;
@@ -583,7 +587,9 @@ export class DmaFence {
       }
       // Another thread may have set the error in shared memory.
       const t = d.tables.fence;
-      error = Atomics.load(t.i32, t.base(this._slot) + F_ERROR);
+      // A plain read: our CAS ordered every earlier setError (an Atomics.store) before it, and
+      // each Atomics call is a builtin call in V8 11 (this one sat on the signal path).
+      error = t.i32[t.base(this._slot) + F_ERROR]!;
     }
     const errors = this.finishSignal(ts ?? nowNs(), error);
     if (errors !== null)
@@ -651,7 +657,14 @@ export class DmaFence {
       st = Atomics.load(t.i32, b + F_STATE);
     }
     if (!isSignaledState(st)) return false;
-    const err = Atomics.load(t.i32, b + F_ERROR);
+    return this._adoptSignal(t.i32, b);
+  }
+
+  /** Adopts the signal of the slot at `b`, seen signaled by this thread. Returns true. @internal */
+  _adoptSignal(i32: Int32Array, b: number): true {
+    // A plain read: the Atomics load that saw the signal ordered the signaler's writes before it,
+    // and each Atomics call is a builtin call in V8 11 (this one sat on the wake-up path).
+    const err = i32[b + F_ERROR]!;
     // Signaled by another thread: nobody here called signal() to receive callback errors, so
     // they are reported as uncaught exceptions, after the state is consistent.
     const errors = this.finishSignal(undefined, err);
@@ -835,22 +848,28 @@ export class DmaFence {
     if (timeoutMs === 0) return 0;
     mightWait('DmaFence#waitTimeoutSync');
     const start = timeoutMs === Infinity ? 0 : performance.now();
-    if (!this.enableSignaling()) return remaining(start, timeoutMs);
+    // Already enabled: nothing to do that the wait below does not (isSignaled just looked).
+    if ((this.flags & ENABLE_SIGNAL) === 0 && !this.enableSignaling())
+      return remaining(start, timeoutMs);
     if (channels.fenceWaitStart.hasSubscribers)
       channels.fenceWaitStart.publish({ fence: this, timeoutMs });
     let result = 0;
     if (this._slot !== 0) {
       // No extra reference: while this thread blocks, nothing else here can drop the view's.
       const t = this._domain!.tables.fence;
+      const i32 = t.i32;
       const b = t.base(this._slot);
-      for (;;) {
-        const st = Atomics.load(t.i32, b + F_STATE);
-        if (isSignaledState(st)) break;
+      // Spin first, keeping what the spin saw: the wake-up path loads the state word once.
+      let st = Atomics.load(i32, b + F_STATE);
+      if (!isSignaledState(st)) st = spinLoad(i32, b + F_STATE, st, syncSpinBudget());
+      while (!isSignaledState(st)) {
         const left = timeoutMs === Infinity ? Infinity : timeoutMs - (performance.now() - start);
         if (left <= 0) break;
-        waitWhileEqualsSync(t.i32, b + F_STATE, st, left, b + F_WAITERS);
+        waitWhileEqualsSync(i32, b + F_STATE, st, left, b + F_WAITERS);
+        st = Atomics.load(i32, b + F_STATE);
       }
-      result = this.syncFromSlot(true) ? remaining(start, timeoutMs) : 0;
+      const signaled = isSignaledState(st) ? this._adoptSignal(i32, b) : this.syncFromSlot(true);
+      result = signaled ? remaining(start, timeoutMs) : 0;
     } else {
       let nap = 0.02;
       for (;;) {

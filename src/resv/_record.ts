@@ -64,7 +64,7 @@
  * ```
  */
 
-import { HEADER_WORDS, S_LINK, type SlotTable } from '../domain/_slots.js';
+import { HEADER_WORDS, type SlotTable } from '../domain/_slots.js';
 import { type Domain, onThreadExit } from '../domain/domain.js';
 import { trace } from '../trace.js';
 
@@ -256,7 +256,7 @@ onThreadExit(20, (d, thread) => {
   const { i32, i64 } = recordViews(t, hwm - 1);
   for (let slot = 1; slot < hwm; slot++) {
     const b = t.base(slot);
-    if (b < HEADER_WORDS || Atomics.load(i32, b + S_LINK) !== -1) continue; // free
+    if (b < HEADER_WORDS || Atomics.load(i32, b + t.linkWord) !== -1) continue; // free
     const kind = Atomics.load(i32, b + R_FLAGS) & KIND_MASK;
     if (kind === 0) continue;
     const li = (b + R_LOCK) >> 1;
