@@ -178,8 +178,8 @@ export interface FrameSize {
 export const FRAME_SIZES: readonly FrameSize[] = [
   { label: '64KiB', bytes: 64 << 10, frames: 8_000 },
   { label: '1MiB', bytes: 1 << 20, frames: 800 },
-  { label: '1080p', bytes: 1920 * 1080 * 4, frames: 160 }, // RGBA, 7.9 MiB: the default frame
-  { label: '32MiB', bytes: 32 << 20, frames: 20 },
+  { label: '1080p', bytes: 1920 * 1080 * 4, frames: 400 }, // RGBA, 7.9 MiB: the default frame
+  { label: '32MiB', bytes: 32 << 20, frames: 40 },
 ];
 
 /** Rounds over all variants (interleaved, median per metric): 3, or 1 when quick. */
@@ -189,7 +189,9 @@ export function pipelineRepeat(run: RunOptions): number {
 
 /**
  * Options for one frame size. Environment overrides: `BENCH_FRAMES` (timed frames, every size),
- * `BENCH_WARMUP` (warm-up frames, every size and every side; default a tenth of the frames, 2..50),
+ * `BENCH_WARMUP` (warm-up frames, every size and every side; default as many as the timed frames,
+ * at most 2000: the dmabuf side runs a library that V8 tiers up in four workers, ~1 s of compile
+ * CPU on two cores, and a tenth of the frames left that inside the timed part),
  * `BENCH_SLOTS` (default 4), `BENCH_SPIN` (default 4096).
  */
 export function pipelineOptions(run: RunOptions, size: FrameSize): PipelineOptions {
@@ -201,7 +203,7 @@ export function pipelineOptions(run: RunOptions, size: FrameSize): PipelineOptio
   return {
     frameBytes: size.bytes,
     frames,
-    warmup: env('BENCH_WARMUP') ?? Math.max(2, Math.min(50, Math.round(frames / 10))),
+    warmup: env('BENCH_WARMUP') ?? Math.max(2, Math.min(2000, frames)),
     slots: env('BENCH_SLOTS') ?? 4,
     spin: env('BENCH_SPIN') ?? 4096,
   };
