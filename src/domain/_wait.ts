@@ -27,7 +27,7 @@ import { Domain, MAX_THREADS } from './domain.js';
 export interface WaitPolicy {
   /**
    * Iterations of `Atomics.load` before a sync wait blocks. 0 disables spinning. `'auto'` (the
-   * default): {@link AUTO_SPIN_SYNC} while the domain's live threads are no more than the cores,
+   * default): 4096 spins while the domain's live threads are no more than the cores,
    * 0 when they outnumber them.
    */
   spinSync: number | 'auto';
