@@ -1217,11 +1217,13 @@ onThreadExit(10, (d, thread) => {
     if (st === claim) {
       finishSlotSignal(t, b, ts);
     } else if (st === signaledBy) {
-      // Signaled, then died before writing the time: write one for it.
+      // Signaled, then died before writing the time — or before waking the sleepers, who would
+      // then sleep forever: write a time for it, and wake them (a spurious wake-up is harmless).
       if (Atomics.load(t.i32, b + F_TSVALID) !== 1) {
         t.i64[(b + F_TSTAMP) >> 1] = ts;
         Atomics.store(t.i32, b + F_TSVALID, 1);
       }
+      Atomics.notify(t.i32, b + F_STATE);
     } else if (st === STATE_PENDING && Atomics.load(t.i32, b + F_HOME) === thread) {
       slotSignalError(d, slot, -2, ts);
     }
