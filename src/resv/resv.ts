@@ -971,13 +971,29 @@ export class DmaResv {
     checkSignalOpts(opts, 'waitTimeout');
     if (timeoutMs === 0) return this.testSignaled(usage) ? 1 : 0;
     let left = timeoutMs;
-    for (const { fence } of this.fencesUnlocked(usage)) {
+    // The fences pending now, each view holding its own reference: if the object is finished
+    // while this task waits (its buffer released), they are still waited for — the kernel's
+    // waiter holds the buffer's file, so the object cannot go away under it. Its record may
+    // then belong to another object: it is never read again.
+    const pending: DmaFence[] = [];
+    for (const { fence } of this.fencesUnlocked(usage)) pending.push(fence);
+    for (const fence of pending) {
       const r = await fence.waitTimeout(left, opts);
       if (r <= 0) return 0;
       left = r;
-      // Finished while this task waited (e.g. its buffer was released): its fences went with it,
-      // and its record may already belong to another object — stop here, never read it again.
-      if (this._dead) return left;
+    }
+    // Then what was added meanwhile, as the kernel's walk sees fences added before it ends.
+    while (!this._dead) {
+      let waited = false;
+      for (const { fence } of this.fencesUnlocked(usage)) {
+        if (fence.isSignaled()) continue;
+        waited = true;
+        const r = await fence.waitTimeout(left, opts);
+        if (r <= 0) return 0;
+        left = r;
+        if (this._dead) break;
+      }
+      if (!waited) break;
     }
     return left;
   }

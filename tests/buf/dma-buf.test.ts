@@ -22,7 +22,7 @@ import {
 import { DmaResv } from '../../src/resv/resv.js';
 import { SyncFile } from '../../src/sync-file.js';
 import { MockExporter } from '../../src/testing/index.js';
-import { rejects, throws } from './_support.js';
+import { addFence, rejects, throws, tick } from './_support.js';
 
 function minimalOps(log: string[] = []): DmaBufOps {
   return {
@@ -301,6 +301,34 @@ describe('release', () => {
     assert.equal(listedInRelease, false);
     throws(() => resv.trylock(), 'EBADF');
     assert.equal(bufStats().exported >= 0, true);
+  });
+
+  it('a reservation wait started before the release still waits for the fences it saw', async () => {
+    // Found by the model (DMABUF_SEED=463725): the wait returned success as soon as the buffer
+    // went away, while a KERNEL fence it had seen was still pending.
+    const ops: DmaBufOps = { mapDmaBuf: () => [], unmapDmaBuf: () => {}, release: () => {} };
+    const buf = DmaBuf.export({ ops, size: PAGE_SIZE, expName: 'wait-release', priv: 1 });
+    const fops = { getDriverName: () => 't', getTimelineName: () => 't' };
+    const ctx = DmaFence.contextAlloc(2);
+    const kernel = new DmaFence(fops, ctx, 1);
+    const write = new DmaFence(fops, ctx + 1, 1);
+    // WRITE first: the wait takes it first, and it signals after the release.
+    await addFence(buf.resv, write, 1);
+    await addFence(buf.resv, kernel, 0);
+    let done = false;
+    const wait = buf.resv.waitTimeout(1, 10_000).then((r) => {
+      done = true;
+      return r;
+    });
+    buf.put(); // released while the wait is pending
+    // Another buffer reuses the record: the wait must not read it.
+    const other = DmaBuf.export({ ops, size: PAGE_SIZE, expName: 'reuser', priv: 2 });
+    write.signal();
+    await tick(20);
+    assert.equal(done, false, 'still waiting for the KERNEL fence');
+    kernel.signal();
+    assert.ok((await wait) >= 1);
+    other.put();
   });
 
   it('warns when released with attachments still attached', async () => {
