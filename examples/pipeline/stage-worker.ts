@@ -28,8 +28,14 @@ import {
   DmaFence,
   type DmaFenceOps,
   DmaResvUsage,
+  setWaitPolicy,
 } from '../../src/index.js';
 import type { StageData, StageReport } from './protocol.js';
+
+// Stages outnumber the cores on small machines: blocking waits (fences, locks) spin only while
+// the domain's threads fit the cores.
+setWaitPolicy({ spinSync: 'auto' });
+
 import { newTicket, TicketQueue } from './queue.js';
 import { checksumFrame, fillFrame, modifyFrame, verifyFrame } from './work.js';
 

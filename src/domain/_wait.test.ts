@@ -28,28 +28,31 @@ const IDLE_WORKER = new URL(
 );
 
 describe('the wait policy', () => {
-  it("spins 'auto' by default; setWaitPolicy takes 'auto' and numbers, and hands the old policy back", () => {
+  it("spins 4096 by default; setWaitPolicy takes 'auto' and numbers, and hands the old policy back", () => {
+    assert.equal(getWaitPolicy().spinSync, 4096);
+    const old = setWaitPolicy({ spinSync: 'auto' });
+    assert.equal(old.spinSync, 4096);
     assert.equal(getWaitPolicy().spinSync, 'auto');
-    const old = setWaitPolicy({ spinSync: 7 });
-    assert.equal(old.spinSync, 'auto');
-    assert.equal(getWaitPolicy().spinSync, 7);
+    setWaitPolicy({ spinSync: 7 });
     assert.equal(syncSpinBudget(), 7, 'an explicit budget applies whatever the thread count');
     setWaitPolicy({ spinSync: 0 });
     assert.equal(syncSpinBudget(), 0);
     setWaitPolicy(old);
-    assert.equal(getWaitPolicy().spinSync, 'auto');
+    assert.equal(getWaitPolicy().spinSync, 4096);
     assert.throws(() => setWaitPolicy({ spinSync: 'always' as never }), DmaBufError);
     assert.throws(() => setWaitPolicy({ spinAsync: 'auto' as never }), DmaBufError);
-    assert.equal(getWaitPolicy().spinSync, 'auto');
+    assert.equal(getWaitPolicy().spinSync, 4096);
   });
 
-  it("'auto' spins while the domain's threads fit the cores and not when they outnumber them", async () => {
+  it("'auto' spins while the domain's threads fit the cores and not when they outnumber them", async (t) => {
     assert.equal(autoSpinFor(1, 2), AUTO_SPIN_SYNC);
     assert.equal(autoSpinFor(2, 2), AUTO_SPIN_SYNC);
     assert.equal(autoSpinFor(3, 2), 0);
     assert.equal(autoSpinFor(5, 16), AUTO_SPIN_SYNC);
     const cores = availableParallelism();
     const before = liveThreads();
+    const old = setWaitPolicy({ spinSync: 'auto' });
+    t.after(() => setWaitPolicy(old));
     assert.equal(syncSpinBudget(true), autoSpinFor(before, cores));
     // Spawn workers of this domain until they outnumber the cores: the budget drops to 0.
     const workers: Worker[] = [];

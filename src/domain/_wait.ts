@@ -9,7 +9,8 @@
  *
  * Both fast paths can be switched off ({@link setWaitPolicy}); tests drive every combination.
  *
- * Adaptive spinning (the default, `spinSync: 'auto'`): the kernel spins on a mutex only while its
+ * Adaptive spinning (`spinSync: 'auto'`, opt-in; the default is a fixed 4096): the kernel spins on
+ * a mutex only while its
  * owner runs on a CPU, because spinning for a thread that is not running only delays it. A
  * JavaScript thread cannot see whether the thread it waits for is on a CPU, so a blocking wait
  * spins ({@link AUTO_SPIN_SYNC} iterations) only while the domain's live threads fit the cores
@@ -42,7 +43,7 @@ export const AUTO_SPIN_SYNC = 4096;
 /** How long `'auto'` trusts its count of the domain's live threads, in ms. */
 export const AUTO_REFRESH_MS = 100;
 
-const policy: WaitPolicy = { spinSync: 'auto', spinAsync: 256, useWaitAsync: true };
+const policy: WaitPolicy = { spinSync: 4096, spinAsync: 256, useWaitAsync: true };
 
 /** Reads the current wait policy (a copy). */
 export function getWaitPolicy(): WaitPolicy {

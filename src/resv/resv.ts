@@ -982,18 +982,15 @@ export class DmaResv {
       if (r <= 0) return 0;
       left = r;
     }
-    // Then what was added meanwhile, as the kernel's walk sees fences added before it ends.
-    while (!this._dead) {
-      let waited = false;
-      for (const { fence } of this.fencesUnlocked(usage)) {
-        if (fence.isSignaled()) continue;
-        waited = true;
-        const r = await fence.waitTimeout(left, opts);
-        if (r <= 0) return 0;
-        left = r;
-        if (this._dead) break;
-      }
-      if (!waited) break;
+    // Then one walk of the list as it is now, as the kernel's walk sees fences added before it
+    // ends (one walk: a wait must not chase fences that keep coming).
+    if (this._dead) return left;
+    for (const { fence } of this.fencesUnlocked(usage)) {
+      if (fence.isSignaled()) continue;
+      const r = await fence.waitTimeout(left, opts);
+      if (r <= 0) return 0;
+      left = r;
+      if (this._dead) break;
     }
     return left;
   }
