@@ -2,6 +2,7 @@
 // under a ww acquire context, with back-off, until the time is up.
 import { parentPort, workerData } from 'node:worker_threads';
 import { DmaResv, type DmaResvDescriptor, EDEADLK, WwAcquireCtx } from '../src/index.js';
+import { prng } from '../tests/_rpc.js';
 
 export interface SetStats {
   sets: number;
@@ -13,17 +14,6 @@ export interface SetStats {
 }
 
 const SET = 8;
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Locks every object of `set` under `ctx`; returns the number of back-offs it took. */
 async function lockSet(set: DmaResv[], ctx: WwAcquireCtx): Promise<number> {

@@ -134,14 +134,7 @@ export function spinWhileEquals(
   value: number,
   spins: number,
 ): boolean {
-  // One load site, one loop exit: an early `return true` inside the loop and a last load after it
-  // left optimized code without feedback for the second site, and V8 deoptimized the function
-  // every time a spin ran out (hundreds of times per fence-wake run).
-  let i = 0;
-  while (Atomics.load(arr, index) === value) {
-    if (i++ >= spins) return false;
-  }
-  return true;
+  return spinLoad(arr, index, value, spins) !== value;
 }
 
 /**

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { describe, it } from 'node:test';
+import { prng } from '../../tests/_rpc.js';
 import { DmaBufError } from '../errors.js';
 import { DmaFence } from '../fence/fence.js';
 import { DmaFenceArray } from '../fence/fence-array.js';
@@ -40,17 +41,6 @@ const size = (s: SyncFile): number => s.info().numFences;
 
 /** sync_wait(fd, 0): a poll that says 1 when ready, 0 when not. */
 const syncWait0 = (s: SyncFile): number => s.waitSync(0);
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('sync selftests: sync_alloc', () => {
   it('test_alloc_timeline: a timeline can be created and destroyed', () => {
