@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { A_BUF_GEN, A_BUF_SLOT, A_DEVNAME, A_MAPS, A_THREAD } from '../../src/buf/_layout.js';
 import { type DmaBuf, type DmaBufMap, Domain } from '../../src/index.js';
-import { readCounters } from '../../tools/stress/counted-exporter.js';
+import { C_GATE_MAP, C_GATE_UNMAP, CW, readCounters } from '../../tools/stress/counted-exporter.js';
 import { bufView } from '../../tools/stress/inspect.js';
 import { Env } from '../model/_runner.js';
 
@@ -482,5 +482,55 @@ describe('shared tables grown by another thread', () => {
     await ok(env.send(1, { op: 'signalAll', fences: 3 }));
     await ok(env.send(1, { op: 'put', ref: 2 }));
     await ok(env.send(0, { op: 'put', ref: 1 }));
+  });
+});
+
+describe("a shared exporter's op in flight when the importer's thread dies", () => {
+  const env = new Env(1);
+  after(() => env.stop());
+
+  const gate = (id: number, w: number, v: number): void => {
+    Atomics.store(env.counters, id * CW + w, v);
+    Atomics.notify(env.counters, id * CW + w);
+  };
+
+  it('a static importer killed while the exporter maps, after it pinned, leaves nothing pinned', async () => {
+    await env.start();
+    await ok(env.send(0, { op: 'export', id: 0, kind: 'shared', dynamic: true, out: 1 }));
+    await ok(
+      env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
+    );
+    await ok(env.send(1, { op: 'attach', ref: 2, dynamic: false, dev: 'doomed', out: 3 }));
+    gate(0, C_GATE_MAP, 1);
+    void env.send(1, { op: 'map', att: 3, out: 4 }).catch(() => null);
+    await until(() => readCounters(env.counters, 0).pins === 1); // pinned, now inside the map
+    await env.kill(1);
+    gate(0, C_GATE_MAP, 0);
+    await until(() => readCounters(env.counters, 0).attached === 0);
+    assert.equal(readCounters(env.counters, 0).pins, 0, 'the pin made for the map is undone');
+    assert.equal(readCounters(env.counters, 0).maps, 0, 'nothing was mapped');
+    await env.respawn(1);
+    await ok(env.send(0, { op: 'put', ref: 1 }));
+    assert.equal(readCounters(env.counters, 0).releases, 1);
+  });
+
+  it("an importer killed inside the exporter's unmap is not unmapped again", async () => {
+    await env.start();
+    await ok(env.send(0, { op: 'export', id: 1, kind: 'shared', dynamic: false, out: 1 }));
+    await ok(
+      env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
+    );
+    await ok(env.send(1, { op: 'attach', ref: 2, dynamic: false, dev: 'doomed', out: 3 }));
+    await ok(env.send(1, { op: 'map', att: 3, out: 4 }));
+    gate(1, C_GATE_UNMAP, 1);
+    void env.send(1, { op: 'unmap', map: 4 }).catch(() => null);
+    await until(() => readCounters(env.counters, 1).maps === 0); // unmapped, not yet uncounted
+    await env.kill(1);
+    gate(1, C_GATE_UNMAP, 0);
+    await until(() => readCounters(env.counters, 1).attached === 0);
+    assert.equal(readCounters(env.counters, 1).maps, 0, 'unmapped once');
+    await env.respawn(1);
+    await ok(env.send(0, { op: 'put', ref: 1 }));
+    assert.equal(readCounters(env.counters, 1).releases, 1);
   });
 });
