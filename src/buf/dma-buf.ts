@@ -1530,8 +1530,11 @@ registerRpc('buf:vmapPeek', (key: [number, number]) => {
 onThreadExit(20, (d, thread) => {
   const atts = collectThreadAttachments(d, thread);
   const dying = markHomeDead(d, thread);
-  /** Buffers whose vmaps it held or whose mapping it owned: slot → [gen, vmaps held, vmap gen]. */
-  const vmaps = new Map<number, [number, number, number]>();
+  /**
+   * Buffers whose vmaps it held or whose mapping it owned: slot → [gen, vmaps held, vmap gen,
+   * whether it owned the mapping].
+   */
+  const vmaps = new Map<number, [number, number, number, boolean]>();
   const bt = d.tables.buf;
   for (const s of bt.allocated()) {
     const b = bt.base(s);
@@ -1544,9 +1547,13 @@ onThreadExit(20, (d, thread) => {
       Atomics.add(bt.i32, b + B_POLL_SEQ, 1);
       Atomics.notify(bt.i32, b + B_POLL_SEQ);
     }
-    // The mapping it made for everybody: handed over (or undone) below, under the lock.
-    if (Atomics.load(bt.i32, b + B_VMAP_OWNER) === thread)
-      vmaps.set(s, [bt.gen(s), 0, Atomics.load(bt.i32, b + B_VMAP_GEN)]);
+    // The mapping it made for everybody: handed over (or undone) below, under the lock. Its
+    // thread index is freed when the hooks return and may be given to a new worker before that
+    // cleanup runs: the owner word must not name it meanwhile (a vmap would ask the newcomer,
+    // which has no copy, or no inbox yet to hear the question). Owner 0: a vmap that needs a
+    // copy first looks for a live holder.
+    if (Atomics.compareExchange(bt.i32, b + B_VMAP_OWNER, thread, 0) === thread)
+      vmaps.set(s, [bt.gen(s), 0, Atomics.load(bt.i32, b + B_VMAP_GEN), true]);
   }
   const ht = d.tables.handle;
   const puts: [number, number, number][] = [];
@@ -1556,10 +1563,15 @@ onThreadExit(20, (d, thread) => {
     const kind = Atomics.load(ht.i32, b + H_KIND);
     if (kind === H_VMAP) {
       const bs = ht.i32[b + H_BUF_SLOT]!;
-      const prev = vmaps.get(bs)?.[1] ?? 0;
+      const prev = vmaps.get(bs);
       bt.ensure(bs);
       const vgen = Atomics.load(bt.i32, bt.base(bs) + B_VMAP_GEN);
-      vmaps.set(bs, [ht.i32[b + H_BUF_GEN]!, prev + Atomics.load(ht.i32, b + H_VALUE), vgen]);
+      vmaps.set(bs, [
+        ht.i32[b + H_BUF_GEN]!,
+        (prev?.[1] ?? 0) + Atomics.load(ht.i32, b + H_VALUE),
+        vgen,
+        prev?.[3] ?? false,
+      ]);
       recordFree(d, s);
       continue;
     }
@@ -1570,7 +1582,7 @@ onThreadExit(20, (d, thread) => {
   }
   void (async () => {
     await reapThreadAttachments(d, atts);
-    await dropThreadVmaps(d, thread, vmaps);
+    await dropThreadVmaps(d, vmaps);
     for (const [slot, gen, n] of puts) refPutRecord(d, slot, gen, n);
     finishOrphanReleases(d, dying);
   })().catch((e) => warn(`dmabuf: thread-exit cleanup failed: ${String(e)}`));
@@ -1584,10 +1596,9 @@ onThreadExit(20, (d, thread) => {
  */
 async function dropThreadVmaps(
   d: Domain,
-  thread: number,
-  list: Map<number, [number, number, number]>,
+  list: Map<number, [number, number, number, boolean]>,
 ): Promise<void> {
-  for (const [slot, [gen, n, vgen]] of list) {
+  for (const [slot, [gen, n, vgen, owned]] of list) {
     let core: BufCore;
     try {
       core = coreFor(d, slot, gen);
@@ -1615,7 +1626,8 @@ async function dropThreadVmaps(
           } catch (e) {
             warn(`dmabuf: vunmap for an exited thread failed: ${String(e)}`);
           }
-        } else if (Atomics.load(i32, core.b + B_VMAP_OWNER) === thread) {
+        } else if (owned && Atomics.load(i32, core.b + B_VMAP_OWNER) === 0) {
+          // Nobody has taken the mapping over since the exit hook cleared the owner.
           const heir = vmapHolder(d, slot, gen);
           Atomics.store(i32, core.b + B_VMAP_OWNER, heir);
           if (heir === 0 && left > 0) {

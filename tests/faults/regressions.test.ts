@@ -534,3 +534,41 @@ describe("a shared exporter's op in flight when the importer's thread dies", () 
     assert.equal(readCounters(env.counters, 1).releases, 1);
   });
 });
+
+describe('the vmap owner of a thread that exits', () => {
+  const env = new Env(2);
+  after(() => env.stop());
+
+  it('its thread index leaves the owner word at once (a new thread may get the index before the cleanup runs)', async () => {
+    await env.start();
+    const d = Domain.current();
+    const v = await ok(
+      env.send(0, { op: 'export', id: 0, kind: 'shared', dynamic: false, out: 1 }),
+    );
+    for (const [t, out] of [
+      [1, 2],
+      [2, 3],
+    ] as const) {
+      await ok(
+        env.send(t, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out }),
+      );
+    }
+    await ok(env.send(1, { op: 'vmap', ref: 2, out: 4 })); // worker 1 owns the mapping
+    await ok(env.send(2, { op: 'vmap', ref: 3, out: 5 }));
+    const dead = bufView(d, v.slot, v.gen).vmapOwner;
+    await ok(env.send(2, { op: 'hold', ref: 3 })); // the cleanup waits for this lock
+    await env.kill(1);
+    assert.notEqual(bufView(d, v.slot, v.gen).vmapOwner, dead);
+    await ok(env.send(2, { op: 'release', ref: 3 }));
+    await until(() => bufView(d, v.slot, v.gen).vmapCount === 1);
+    // The main thread asks the remaining holder for its copy.
+    await ok(env.send(0, { op: 'vmap', ref: 1, out: 6 }));
+    await ok(env.send(0, { op: 'vunmap', vmap: 6 }));
+    await ok(env.send(2, { op: 'vunmap', vmap: 5 }));
+    assert.equal(bufView(d, v.slot, v.gen).vmapCount, 0);
+    assert.equal(readCounters(env.counters, 0).vmaps, 0);
+    await env.respawn(1);
+    await ok(env.send(2, { op: 'put', ref: 3 }));
+    await ok(env.send(0, { op: 'put', ref: 1 }));
+  });
+});
