@@ -907,13 +907,19 @@ export class DmaBuf {
     const core = this.live('vmapUnlocked');
     forbidHeld(core.resv, 'vmapUnlocked');
     // Ask the mapping's owner for this thread's copy before taking the lock: under it, the owner
-    // might be a thread blocked waiting for that very lock (lockSync), and never answer.
-    await prefetchVmap(core);
-    await lockOrThrow(core.resv);
-    try {
-      return await this.vmap();
-    } finally {
-      core.resv.unlock();
+    // might be a thread blocked waiting for that very lock (lockSync), and never answer. The
+    // mapping may change hands while this waits for the lock (another thread vmaps first, or
+    // retires it and maps afresh): then let go of the lock and ask again. After a few rounds,
+    // vmap() asks under the lock, as the locked variant always does.
+    for (let tries = 0; ; tries++) {
+      await prefetchVmap(core);
+      await lockOrThrow(core.resv);
+      try {
+        if (tries < 8 && vmapNeedsCopy(core)) continue;
+        return await this.vmap();
+      } finally {
+        core.resv.unlock();
+      }
     }
   }
 
@@ -1697,8 +1703,8 @@ async function prefetchVmap(core: BufCore): Promise<void> {
   if ((core.bflags & BF_HAS_VMAP) === 0 || Atomics.load(i32, core.b + B_VMAP_COUNT) === 0) return;
   const g = Atomics.load(i32, core.b + B_VMAP_GEN);
   if (core.vmapCache?.gen === g) return;
-  const owner = Atomics.load(i32, core.b + B_VMAP_OWNER);
-  if (owner === 0 || owner === core.d.thread || !core.d.isThreadAlive(owner)) return;
+  const owner = vmapOwnerElsewhere(core);
+  if (owner === 0) return;
   try {
     const segs = await rpcCall(core.d, owner, 'buf:vmapPeek', bufKey(core));
     if (core.vmapCache?.gen !== g)
@@ -1706,6 +1712,26 @@ async function prefetchVmap(core: BufCore): Promise<void> {
   } catch {
     // the owner is gone or has none: vmap() sorts it out
   }
+}
+
+/** The mapping's owner when it is another live thread (the one a copy is asked of), else 0. */
+function vmapOwnerElsewhere(core: BufCore): number {
+  const d = core.d;
+  const owner = Atomics.load(core.i32, core.b + B_VMAP_OWNER);
+  return owner !== 0 && owner !== d.thread && d.isThreadAlive(owner) ? owner : 0;
+}
+
+/**
+ * Whether a vmap now (reservation lock held) would have to ask the mapping's owner for this
+ * thread's copy: it is counted, this thread's copy is missing or stale, and the owner is another
+ * live thread. (When the owner has exited, another holder is asked under the lock, as before.)
+ */
+function vmapNeedsCopy(core: BufCore): boolean {
+  const i32 = core.i32;
+  if ((core.bflags & BF_HAS_VMAP) === 0 || Atomics.load(i32, core.b + B_VMAP_COUNT) === 0)
+    return false;
+  if (core.vmapCache?.gen === Atomics.load(i32, core.b + B_VMAP_GEN)) return false;
+  return vmapOwnerElsewhere(core) !== 0;
 }
 
 /** Waits (briefly: exit hooks are synchronous) until no thread of the domain is exiting. */

@@ -298,6 +298,21 @@ export class Executor {
       case 'release':
         this.get<DmaBuf>(m.ref, 'ref').resv.unlock();
         return;
+      case 'vmapRelock': {
+        // Holding the buffer's lock ('hold'): hands it over and takes it straight back, so that a
+        // waiter wakes to find it taken (and claims it); vmaps after `ms`; then releases it and
+        // at once blocks on it (lockSync) — answering no message until it gets it back.
+        const buf = this.get<DmaBuf>(m.ref, 'ref');
+        buf.resv.unlock();
+        buf.resv.lockSync(null);
+        await new Promise((r) => setTimeout(r, m.ms ?? 50));
+        const map = await buf.vmap();
+        this.objs.set(m.out, { map, buf: this.borrowed(buf) } satisfies HeldMap);
+        buf.resv.unlock();
+        buf.resv.lockSync(null);
+        buf.resv.unlock();
+        return;
+      }
       case 'publishFences': {
         // n pending fences of this thread, published (shared state in the fence table), kept.
         const keep: DmaFence[] = [];
