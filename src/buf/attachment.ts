@@ -841,14 +841,19 @@ async function reapExporterSide(core: BufCore, p: DmaBufAttachment): Promise<voi
 
 // ---- the attachment list (under the reservation lock) ---------------------------------------------
 
+// A thread can be terminated between any two of these stores (its lock is then freed by the exit
+// hook and its attachments unlinked by the cleanup): LISTED is set before the record joins the
+// list, so that the cleanup always looks for it, and the count is recomputed from the list on
+// every unlink, so that a death between a list change and the count's cannot leave it off.
+
 function link(core: BufCore, slot: number): void {
   const at = core.d.tables.attach;
   const i32 = core.i32;
   const b = at.base(slot);
+  Atomics.or(at.i32, b + A_FLAGS, AF_LISTED);
   Atomics.store(at.i32, b + A_NEXT, Atomics.load(i32, core.b + B_ATT_HEAD));
   Atomics.store(i32, core.b + B_ATT_HEAD, slot);
   Atomics.add(i32, core.b + B_ATT_COUNT, 1);
-  Atomics.or(at.i32, b + A_FLAGS, AF_LISTED);
 }
 
 function unlink(core: BufCore, slot: number): void {
@@ -864,11 +869,12 @@ function unlink(core: BufCore, slot: number): void {
     at.ensure(cur);
     cur = Atomics.load(at.i32, at.base(cur) + A_NEXT);
   }
-  if (cur !== slot) return;
-  const next = Atomics.load(at.i32, b + A_NEXT);
-  if (prev < 0) Atomics.store(i32, core.b + B_ATT_HEAD, next);
-  else Atomics.store(at.i32, at.base(prev) + A_NEXT, next);
-  Atomics.sub(i32, core.b + B_ATT_COUNT, 1);
+  if (cur === slot) {
+    const next = Atomics.load(at.i32, b + A_NEXT);
+    if (prev < 0) Atomics.store(i32, core.b + B_ATT_HEAD, next);
+    else Atomics.store(at.i32, at.base(prev) + A_NEXT, next);
+  }
+  Atomics.store(i32, core.b + B_ATT_COUNT, attachmentSlots(core).length);
   Atomics.and(at.i32, b + A_FLAGS, ~AF_LISTED);
 }
 

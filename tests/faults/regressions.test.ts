@@ -5,7 +5,15 @@
 
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { A_BUF_GEN, A_BUF_SLOT, A_DEVNAME, A_MAPS, A_THREAD } from '../../src/buf/_layout.js';
+import {
+  A_BUF_GEN,
+  A_BUF_SLOT,
+  A_DEVNAME,
+  A_MAPS,
+  A_NEXT,
+  A_THREAD,
+  B_ATT_HEAD,
+} from '../../src/buf/_layout.js';
 import { type DmaBuf, type DmaBufMap, Domain } from '../../src/index.js';
 import { C_GATE_MAP, C_GATE_UNMAP, CW, readCounters } from '../../tools/stress/counted-exporter.js';
 import { bufView } from '../../tools/stress/inspect.js';
@@ -600,5 +608,38 @@ describe('vmapUnlocked when the mapping changes hands while it waits for the loc
     assert.equal(readCounters(env.counters, 0).vmaps, 0);
     await ok(env.send(1, { op: 'put', ref: 2 }));
     await ok(env.send(0, { op: 'put', ref: 1 }));
+  });
+});
+
+describe("a buffer's attachment list when the importer dies in the middle of changing it", () => {
+  const env = new Env(1);
+  after(() => env.stop());
+
+  it('the attachment count follows the list (the importer died between unlinking and uncounting)', async () => {
+    await env.start();
+    const d = Domain.current();
+    const v = await ok(
+      env.send(0, { op: 'export', id: 0, kind: 'shared', dynamic: false, out: 1 }),
+    );
+    await ok(
+      env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
+    );
+    await ok(env.send(1, { op: 'attach', ref: 2, dynamic: false, dev: 'doomed', out: 3 }));
+    assert.equal(bufView(d, v.slot, v.gen).attachments, 1);
+    // As a detach killed after taking the record off the list, before the count: the list is
+    // empty, the count and the record's LISTED flag still say otherwise.
+    const buf = env.local.objs.get(1) as DmaBuf;
+    await buf.resv.lock(null);
+    const bt = d.tables.buf;
+    const at = d.tables.attach;
+    const head = Atomics.load(bt.i32, bt.base(v.slot) + B_ATT_HEAD);
+    Atomics.store(bt.i32, bt.base(v.slot) + B_ATT_HEAD, at.i32[at.base(head) + A_NEXT]!);
+    buf.resv.unlock();
+    await env.kill(1);
+    await until(() => readCounters(env.counters, 0).attached === 0);
+    await until(() => bufView(d, v.slot, v.gen).attachments === 0);
+    await env.respawn(1);
+    await ok(env.send(0, { op: 'put', ref: 1 }));
+    assert.equal(readCounters(env.counters, 0).releases, 1);
   });
 });
