@@ -74,6 +74,7 @@ import {
   type DmaBufDevice,
   type DmaBufSegment,
   type DmaBufSgTable,
+  isThenable,
   validateAttachOps,
 } from './ops.js';
 import {
@@ -527,14 +528,6 @@ async function localUnmap(
   const ops = core.ops!;
   await ops.unmapDmaBuf(att, table, dir);
   if (pinOnMap) await ops.unpin!(att);
-}
-
-function isThenable(v: unknown): v is PromiseLike<unknown> {
-  return (
-    v !== null &&
-    (typeof v === 'object' || typeof v === 'function') &&
-    typeof (v as PromiseLike<unknown>).then === 'function'
-  );
 }
 
 /**

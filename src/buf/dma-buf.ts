@@ -158,6 +158,7 @@ import {
   type DmaBufSegment,
   type DmaBufSgTable,
   type DmaBufVma,
+  isThenable,
   sharedExporterReviver,
   validateDmaBufOps,
 } from './ops.js';
@@ -852,7 +853,7 @@ export class DmaBuf {
     await exporterVunmapOnce(core, null);
     let segs: DmaBufSegment[];
     try {
-      segs = plainSegments(await exporterVmap(core), 'vmap');
+      segs = plainSegments(await exporterVmap(core, core.d.thread), 'vmap');
     } catch (e) {
       if (!warnedVmap) {
         warnedVmap = true;
@@ -887,8 +888,9 @@ export class DmaBuf {
       map._gen !== Atomics.load(i32, core.b + B_VMAP_GEN)
     )
       fail('EINVAL', 'vunmap: not the current mapping of this buffer');
-    vmapHoldAdd(core, -1);
     if (count > 1) {
+      // The share first: a kill between the two leaves the count too high (a leak), never low.
+      vmapHoldAdd(core, -1);
       Atomics.sub(i32, core.b + B_VMAP_COUNT, 1);
       return;
     }
@@ -896,9 +898,12 @@ export class DmaBuf {
       await exporterVunmapOnce(core, map);
     } finally {
       // The kernel's vunmap cannot fail: the mapping is gone even if the exporter complained.
+      // This thread's share goes last: killed before, its exit cleanup still finds the share and
+      // uncounts it (the exporter's vunmap is not repeated: VMAP_LIVE is already 0).
       Atomics.store(i32, core.b + B_VMAP_OWNER, 0);
       Atomics.store(i32, core.b + B_VMAP_COUNT, 0);
       core.vmapCache = null;
+      vmapHoldAdd(core, -1);
     }
   }
 
@@ -1448,10 +1453,19 @@ async function exporterMmap(core: BufCore, vma: DmaBufVma): Promise<DmaBufSgTabl
   return callHome(core, 'buf:mmap', { b: bufKey(core), vma });
 }
 
-async function exporterVmap(core: BufCore): Promise<DmaBufSgTable> {
+/**
+ * The exporter's vmap, for thread `owner` (the caller, or the thread that asked by message). Run
+ * here, the mapping is recorded (its owner, VMAP_LIVE) in the same turn as a synchronous op
+ * returns, so that the owner's exit cleanup has it vunmapped should the owner be killed before
+ * it counts it; what a kill can leave unrecorded is the op's own last statements.
+ */
+async function exporterVmap(core: BufCore, owner: number): Promise<DmaBufSgTable> {
   if (core.ops !== null) {
     if (core.ops.vmap === undefined) fail('EINVAL', 'the exporter has no vmap');
-    const segs = await core.ops.vmap(core.borrowed);
+    const r = core.ops.vmap(core.borrowed);
+    const segs = isThenable(r) ? await r : r;
+    Atomics.store(core.i32, core.b + B_VMAP_OWNER, owner);
+    Atomics.store(core.i32, core.b + B_VMAP_LIVE, 1);
     core.exporterVmap = segs;
     return segs;
   }
@@ -1501,11 +1515,9 @@ registerRpc('buf:mmap', async (a: { b: unknown; vma: DmaBufVma }) => {
 
 registerRpc('buf:vmap', async (a: { b: unknown }, from: number) => {
   const core = exportedCore(a.b);
-  const segs = plainSegments(await exporterVmap(core), 'vmap');
-  // Recorded here too: should the asking thread die before its answer arrives, its exit cleanup
-  // finds the mapping it owned and has it vunmapped.
-  Atomics.store(core.i32, core.b + B_VMAP_OWNER, from);
-  Atomics.store(core.i32, core.b + B_VMAP_LIVE, 1);
+  // Recorded here too (by exporterVmap): should the asking thread die before its answer
+  // arrives, its exit cleanup finds the mapping it owned and has it vunmapped.
+  const segs = plainSegments(await exporterVmap(core, from), 'vmap');
   if (!core.d.isThreadAlive(from)) {
     // It died while this was on the way, and its exit cleanup may have run already.
     await exporterVunmapOnce(core, null);

@@ -15,7 +15,13 @@ import {
   B_ATT_HEAD,
 } from '../../src/buf/_layout.js';
 import { type DmaBuf, type DmaBufMap, Domain } from '../../src/index.js';
-import { C_GATE_MAP, C_GATE_UNMAP, CW, readCounters } from '../../tools/stress/counted-exporter.js';
+import {
+  C_GATE_MAP,
+  C_GATE_UNMAP,
+  C_GATE_VUNMAP,
+  CW,
+  readCounters,
+} from '../../tools/stress/counted-exporter.js';
 import { bufView } from '../../tools/stress/inspect.js';
 import { Env } from '../model/_runner.js';
 
@@ -639,6 +645,41 @@ describe("a buffer's attachment list when the importer dies in the middle of cha
     await until(() => readCounters(env.counters, 0).attached === 0);
     await until(() => bufView(d, v.slot, v.gen).attachments === 0);
     await env.respawn(1);
+    await ok(env.send(0, { op: 'put', ref: 1 }));
+    assert.equal(readCounters(env.counters, 0).releases, 1);
+  });
+});
+
+describe('a last vunmap by a thread that is not the owner, killed inside the exporter', () => {
+  const env = new Env(2);
+  after(() => env.stop());
+
+  it('leaves nothing counted', async () => {
+    await env.start();
+    const d = Domain.current();
+    const v = await ok(
+      env.send(0, { op: 'export', id: 0, kind: 'shared', dynamic: false, out: 1 }),
+    );
+    for (const [t, out] of [
+      [1, 2],
+      [2, 3],
+    ] as const) {
+      await ok(
+        env.send(t, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out }),
+      );
+    }
+    await ok(env.send(1, { op: 'vmap', ref: 2, out: 4 })); // worker 1 owns the mapping
+    await ok(env.send(2, { op: 'vmap', ref: 3, out: 5 }));
+    await ok(env.send(1, { op: 'vunmap', vmap: 4 })); // still the owner, holding none
+    Atomics.store(env.counters, C_GATE_VUNMAP, 1);
+    void env.send(2, { op: 'vunmap', vmap: 5 }).catch(() => null); // the last one
+    await until(() => readCounters(env.counters, 0).vmaps === 0); // vunmapped, not yet uncounted
+    await env.kill(2);
+    Atomics.store(env.counters, C_GATE_VUNMAP, 0);
+    await until(() => bufView(d, v.slot, v.gen).vmapCount === 0);
+    assert.equal(readCounters(env.counters, 0).vmaps, 0, 'vunmapped once');
+    await env.respawn(2);
+    await ok(env.send(1, { op: 'put', ref: 2 }));
     await ok(env.send(0, { op: 'put', ref: 1 }));
     assert.equal(readCounters(env.counters, 0).releases, 1);
   });

@@ -53,6 +53,8 @@ export const C_CALLS = 9;
  */
 export const C_GATE_MAP = 10;
 export const C_GATE_UNMAP = 11;
+/** Like {@link C_GATE_UNMAP} for `vunmap` (blocks after it vunmapped). */
+export const C_GATE_VUNMAP = 12;
 
 export const COUNTED_KIND = 'dmabuf-test:counted';
 
@@ -112,7 +114,10 @@ function countedOps(data: CountedData, thread: () => number): DmaBufOps {
       bump(C_VMAPS, 1);
       return segs();
     },
-    vunmap: () => bump(C_VMAPS, -1),
+    vunmap: () => {
+      bump(C_VMAPS, -1);
+      gate(C_GATE_VUNMAP);
+    },
   };
   if (data.dynamic) {
     ops.pin = () => bump(C_PINS, 1);
