@@ -914,8 +914,9 @@ export class DmaBuf {
     // Ask the mapping's owner for this thread's copy before taking the lock: under it, the owner
     // might be a thread blocked waiting for that very lock (lockSync), and never answer. The
     // mapping may change hands while this waits for the lock (another thread vmaps first, or
-    // retires it and maps afresh): then let go of the lock and ask again. After a few rounds,
-    // vmap() asks under the lock, as the locked variant always does.
+    // retires it and maps afresh, or the owner exits and another holder has to answer): then let
+    // go of the lock and ask again. After a few rounds, vmap() asks under the lock, as the locked
+    // variant always does.
     for (let tries = 0; ; tries++) {
       await prefetchVmap(core);
       await lockOrThrow(core.resv);
@@ -1715,7 +1716,7 @@ async function prefetchVmap(core: BufCore): Promise<void> {
   if ((core.bflags & BF_HAS_VMAP) === 0 || Atomics.load(i32, core.b + B_VMAP_COUNT) === 0) return;
   const g = Atomics.load(i32, core.b + B_VMAP_GEN);
   if (core.vmapCache?.gen === g) return;
-  const owner = vmapOwnerElsewhere(core);
+  const owner = vmapSource(core);
   if (owner === 0) return;
   try {
     const segs = await rpcCall(core.d, owner, 'buf:vmapPeek', bufKey(core));
@@ -1726,24 +1727,30 @@ async function prefetchVmap(core: BufCore): Promise<void> {
   }
 }
 
-/** The mapping's owner when it is another live thread (the one a copy is asked of), else 0. */
-function vmapOwnerElsewhere(core: BufCore): number {
+/**
+ * The thread {@link peekVmap} would ask for a copy of the mapping: the owner when it is another
+ * live thread; when the owner has exited (or its exit hook cleared the word), another live
+ * holder; 0 when nobody (then nothing is asked). May be stale.
+ */
+function vmapSource(core: BufCore): number {
   const d = core.d;
   const owner = Atomics.load(core.i32, core.b + B_VMAP_OWNER);
-  return owner !== 0 && owner !== d.thread && d.isThreadAlive(owner) ? owner : 0;
+  if (owner === d.thread) return 0;
+  if (owner !== 0 && d.isThreadAlive(owner)) return owner;
+  return vmapHolder(d, core.slot, core.gen, d.thread);
 }
 
 /**
- * Whether a vmap now (reservation lock held) would have to ask the mapping's owner for this
- * thread's copy: it is counted, this thread's copy is missing or stale, and the owner is another
- * live thread. (When the owner has exited, another holder is asked under the lock, as before.)
+ * Whether a vmap now (reservation lock held) would have to ask another thread for this thread's
+ * copy of the mapping: it is counted, this thread's copy is missing or stale, and somebody holds
+ * it.
  */
 function vmapNeedsCopy(core: BufCore): boolean {
   const i32 = core.i32;
   if ((core.bflags & BF_HAS_VMAP) === 0 || Atomics.load(i32, core.b + B_VMAP_COUNT) === 0)
     return false;
   if (core.vmapCache?.gen === Atomics.load(i32, core.b + B_VMAP_GEN)) return false;
-  return vmapOwnerElsewhere(core) !== 0;
+  return vmapSource(core) !== 0;
 }
 
 /** Waits (briefly: exit hooks are synchronous) until no thread of the domain is exiting. */
