@@ -591,30 +591,32 @@ describe('vmapUnlocked when the mapping changes hands while it waits for the loc
   const env = new Env(1);
   after(() => env.stop());
 
-  it('does not ask the new owner under the lock (that owner may be blocked on it)', async () => {
-    await env.start();
-    await ok(env.send(0, { op: 'export', id: 0, kind: 'shared', dynamic: false, out: 1 }));
-    await ok(
-      env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
-    );
-    await ok(env.send(1, { op: 'hold', ref: 2 }));
-    const buf = env.local.objs.get(1) as DmaBuf;
-    // Nothing is vmapped yet: nothing to ask before locking. Then it waits for the lock.
-    const vmapping = buf.vmapUnlocked();
-    // Worker 1 vmaps while this waits (becoming the owner), hands the lock over and blocks on it.
-    const relock = env.send(1, { op: 'vmapRelock', ref: 2, out: 3 });
-    const done = await Promise.race([
-      vmapping.then(() => 'mapped'),
-      new Promise((r) => setTimeout(() => r('stuck'), 5000)),
-    ]);
-    assert.equal(done, 'mapped', 'vmapUnlocked and the blocked owner deadlocked');
-    await ok(relock);
-    await buf.vunmapUnlocked(await vmapping);
-    await ok(env.send(1, { op: 'vunmap', vmap: 3 }));
-    assert.equal(readCounters(env.counters, 0).vmaps, 0);
-    await ok(env.send(1, { op: 'put', ref: 2 }));
-    await ok(env.send(0, { op: 'put', ref: 1 }));
-  });
+  for (const orphan of [false, true])
+    it(`does not ask ${orphan ? 'a holder of a mapping whose owner exited' : 'the new owner'} under the lock (it may be blocked on it)`, async () => {
+      await env.start();
+      await ok(env.send(0, { op: 'export', id: 0, kind: 'shared', dynamic: false, out: 1 }));
+      await ok(
+        env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
+      );
+      await ok(env.send(1, { op: 'hold', ref: 2 }));
+      const buf = env.local.objs.get(1) as DmaBuf;
+      // Nothing is vmapped yet: nothing to ask before locking. Then it waits for the lock.
+      const vmapping = buf.vmapUnlocked();
+      // Worker 1 lets this waiter claim the lock, vmaps (becoming the owner), hands the lock over
+      // and blocks on it.
+      const relock = env.send(1, { op: 'vmapRelock', ref: 2, out: 3, orphan });
+      const done = await Promise.race([
+        vmapping.then(() => 'mapped'),
+        new Promise((r) => setTimeout(() => r('stuck'), 5000)),
+      ]);
+      assert.equal(done, 'mapped', 'vmapUnlocked and the blocked owner deadlocked');
+      await ok(relock);
+      await buf.vunmapUnlocked(await vmapping);
+      await ok(env.send(1, { op: 'vunmap', vmap: 3 }));
+      assert.equal(readCounters(env.counters, 0).vmaps, 0);
+      await ok(env.send(1, { op: 'put', ref: 2 }));
+      await ok(env.send(0, { op: 'put', ref: 1 }));
+    });
 });
 
 describe("a buffer's attachment list when the importer dies in the middle of changing it", () => {
