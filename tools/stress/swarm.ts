@@ -206,8 +206,11 @@ export class Swarm {
   async kill(slot: number): Promise<void> {
     const m = this.members.get(slot)!;
     this.members.delete(slot);
-    await m.worker.terminate();
-    await m.exited;
+    // Bounded, so that a kill that never completes is reported, not a silent hang of the run.
+    if ((await withTimeout(m.worker.terminate(), 10_000)) === 'timeout')
+      throw new Error(`worker ${m.slot}: terminate() did not finish in 10 s`);
+    if ((await withTimeout(m.exited, 10_000)) === 'timeout')
+      throw new Error(`worker ${m.slot}: no exit event 10 s after terminate()`);
     this.kills++;
     for (const desc of m.sent) {
       try {
@@ -224,7 +227,8 @@ export class Swarm {
     const v = bufView(this.d, (own as any)._core.slot, (own as any)._core.gen);
     if (!v.live) this.violate(`a killed worker's buffer was released while referenced here`);
     try {
-      await own.attach({ name: 'late' });
+      const r = await withTimeout(own.attach({ name: 'late' }), 5000);
+      if (r === 'timeout') throw new Error('attach did not answer in 5 s');
       this.violate('attach to a buffer whose thread-bound exporter died succeeded');
     } catch (e) {
       if ((e as { code?: string }).code !== 'ENODEV')
@@ -335,8 +339,15 @@ export class Swarm {
         this.violate(`worker ${m.slot}'s exporter never released its buffer`);
     }
     for (const m of ms) {
-      await m.worker.terminate();
-      await m.exited;
+      if (
+        (await withTimeout(
+          m.worker.terminate().then(() => m.exited),
+          10_000,
+        )) === 'timeout'
+      ) {
+        this.violate(`worker ${m.slot}: terminate() did not finish in 10 s`);
+        continue;
+      }
       this.members.delete(m.slot);
       if (!(await until(() => deadThreadFacts(this.d, m.thread) === null, 3000)))
         this.violate(`worker ${m.slot} left: ${deadThreadFacts(this.d, m.thread)}`);
