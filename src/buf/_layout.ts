@@ -45,13 +45,17 @@
  *  2 BUF_SLOT   3 BUF_GEN   the buffer (written once)
  *  4 NEXT       next attachment of the same buffer (under the reservation lock)
  *  5 THREAD     importer's thread (written once)
- *  6 AFLAGS     AF_* bits (LISTED under the reservation lock, EXP_ATTACHED by OR where the
- *               exporter's attach ran, others written once)
+ *  6 AFLAGS     AF_* bits (LISTED under the reservation lock; EXP_ATTACHED set by OR where the
+ *               exporter's attach ran, cleared by AND where its detach is about to run, by
+ *               whoever gets there first; others written once)
  *  7 DEVNAME    string id of the device's name (written once)
  *  8 MAPS       live mappings (map − unmap); revoke waits for 0 here (notified on decrement)
  *  9 PINS       explicit pins of a dynamic importer (pin − unpin)
  * 10 INVAL_SEQ  bumped by invalidateMappings; a mapping made at another value is stale
- * 11 (pad)
+ * 11 STAGE      where the importer's thread is in a map or unmap whose exporter ops run in it
+ *               (a shared exporter's): MAP_PINNED (pinned for a map not counted in MAPS yet) or
+ *               UNMAPPING (unmap called for a mapping MAPS still counts), else 0. Written by the
+ *               importer under the reservation lock; read by the exit cleanup of a dead one
  * 12..15 EXP    four words the exporter may use
  * ```
  *
@@ -128,6 +132,7 @@ export const A_DEVNAME = 7;
 export const A_MAPS = 8;
 export const A_PINS = 9;
 export const A_INVAL_SEQ = 10;
+export const A_STAGE = 11;
 export const A_EXP = 12;
 export const A_EXP_WORDS = 4;
 
@@ -137,6 +142,11 @@ export const AF_INVALIDATE = 4;
 export const AF_LISTED = 8;
 /** The exporter's attach op ran and succeeded (set right after, where it ran): detach is owed. */
 export const AF_EXP_ATTACHED = 16;
+
+/** A_STAGE: the exporter pinned for a map that MAPS does not count yet (the unpin is owed). */
+export const STAGE_MAP_PINNED = 1;
+/** A_STAGE: the exporter's unmap (and unpin) of a mapping MAPS still counts may have run. */
+export const STAGE_UNMAPPING = 2;
 
 export const HANDLE_SLOT_WORDS = 8;
 

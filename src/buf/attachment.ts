@@ -51,6 +51,7 @@ import {
   A_MAPS,
   A_NEXT,
   A_PINS,
+  A_STAGE,
   A_THREAD,
   AF_DYNAMIC,
   AF_EXP_ATTACHED,
@@ -60,6 +61,8 @@ import {
   B_ATT_COUNT,
   B_ATT_HEAD,
   BF_HOME_DEAD,
+  STAGE_MAP_PINNED,
+  STAGE_UNMAPPING,
 } from './_layout.js';
 import { ensureInbox, registerRpc, rpcSend } from './_rpc.js';
 import { cleanupHolding, forbidHeld, isDmaBufDebug, requireHeld } from './debug.js';
@@ -71,6 +74,7 @@ import {
   type DmaBufDevice,
   type DmaBufSegment,
   type DmaBufSgTable,
+  isThenable,
   validateAttachOps,
 } from './ops.js';
 import {
@@ -153,7 +157,8 @@ export class DmaBufAttachment {
   /** @internal the exporter's view of an attachment made in another thread. */
   static _proxy(core: BufCore, slot: number, gen: number): DmaBufAttachment {
     const at = core.d.tables.attach;
-    if (!at.isSlot(slot) || at.gen(slot) !== gen) fail('EBADF', 'stale attachment');
+    if (!at.isSlot(slot) || at.gen(slot) !== gen || !at.isAllocated(slot))
+      fail('EBADF', 'stale attachment');
     const b = at.base(slot);
     if (at.i32[b + A_BUF_SLOT] !== core.slot || at.i32[b + A_BUF_GEN] !== core.gen)
       fail('EINVAL', 'attachment does not belong to this buffer');
@@ -228,7 +233,10 @@ export class DmaBufAttachment {
     this._checkUsable('pin');
     if (!this.isDynamic) fail('EINVAL', 'pin: only dynamic importers may pin');
     requireHeld(this._core.resv, 'pin');
-    await exporterPin(this._core, this, true);
+    // Counted in the same turn as a synchronous pin op returns: a kill in between leaves as
+    // little as possible uncounted (then the pin is leaked, never undone twice).
+    const r = exporterPin(this._core, this, true);
+    if (r !== undefined) await r;
     Atomics.add(this._core.d.tables.attach.i32, this.rec + A_PINS, 1);
   }
 
@@ -240,7 +248,8 @@ export class DmaBufAttachment {
     const i32 = this._core.d.tables.attach.i32;
     if (Atomics.load(i32, this.rec + A_PINS) <= 0) fail('EINVAL', 'unpin without a pin');
     Atomics.sub(i32, this.rec + A_PINS, 1);
-    await exporterPin(this._core, this, false);
+    const r = exporterPin(this._core, this, false);
+    if (r !== undefined) await r;
   }
 
   // ---- map ----------------------------------------------------------------------------------------
@@ -263,19 +272,31 @@ export class DmaBufAttachment {
     requireHeld(core.resv, 'mapAttachment');
     core.checkNotRevoked('mapAttachment');
     const pinOnMap = core.dynamic && !this.isDynamic;
-    const { segments, token } = await exporterMap(core, this, direction, pinOnMap);
-    // Counted from the moment the exporter holds the mapping (the KERNEL-fence wait below may be
-    // long): if this thread dies meanwhile, its exit cleanup knows there is one to undo.
+    // Counted in MAPS from the moment the exporter holds the mapping (the KERNEL-fence wait below
+    // may be long): if this thread dies meanwhile, its exit cleanup knows there is one to undo.
     const at = core.d.tables.attach;
-    Atomics.add(at.i32, this.rec + A_MAPS, 1);
+    let segments: DmaBufSgTable;
+    let token: unknown;
+    if (core.ops !== null) {
+      segments = await localMapCounted(core, this, direction, pinOnMap);
+      token = segments;
+    } else {
+      const r = await callHome(core, 'att:map', {
+        b: bufKey(core),
+        a: attKey(this),
+        dir: direction,
+        pin: pinOnMap,
+      });
+      segments = r.segments;
+      token = r.id;
+      // (The home tracks this mapping itself: its cleanup never relies on this count.)
+      Atomics.add(at.i32, this.rec + A_MAPS, 1);
+    }
     const unwind = async (e: unknown): Promise<never> => {
       try {
-        await exporterUnmap(core, this, token, direction, pinOnMap);
+        await unmapCounted(core, this, token, direction, pinOnMap, true);
       } catch (e2) {
         warn(`dmabuf: unmap while unwinding a failed map: ${String(e2)}`);
-      } finally {
-        Atomics.sub(at.i32, this.rec + A_MAPS, 1);
-        Atomics.notify(at.i32, this.rec + A_MAPS);
       }
       throw e;
     };
@@ -321,15 +342,14 @@ export class DmaBufAttachment {
     requireHeld(core.resv, 'unmapAttachment');
     mapping._unmapped = true;
     this._maps.delete(mapping);
-    const i32 = core.d.tables.attach.i32;
-    try {
-      if (!core.released) {
-        await exporterUnmap(core, this, mapping._token, mapping.direction, mapping._pinOnMap);
-      }
-    } finally {
-      Atomics.sub(i32, this.rec + A_MAPS, 1);
-      Atomics.notify(i32, this.rec + A_MAPS);
-    }
+    await unmapCounted(
+      core,
+      this,
+      mapping._token,
+      mapping.direction,
+      mapping._pinOnMap,
+      !core.released,
+    );
   }
 
   /** `dma_buf_map_attachment_unlocked`: takes the reservation lock around {@link mapAttachment}. */
@@ -465,6 +485,13 @@ function attKey(att: DmaBufAttachment): [number, number] {
   return [att._slot, att._gen];
 }
 
+function warnPinBusy(e: unknown): void {
+  if (e instanceof DmaBufError && e.code === 'EBUSY' && !warnedPinBusy) {
+    warnedPinBusy = true;
+    warn('dmabuf: exporter refused to pin a buffer with attachments (EBUSY)');
+  }
+}
+
 async function localMap(
   core: BufCore,
   att: DmaBufAttachment,
@@ -476,10 +503,7 @@ async function localMap(
     try {
       checkOpResult(await ops.pin!(att), 'pin');
     } catch (e) {
-      if (e instanceof DmaBufError && e.code === 'EBUSY' && !warnedPinBusy) {
-        warnedPinBusy = true;
-        warn('dmabuf: exporter refused to pin a buffer with attachments (EBUSY)');
-      }
+      warnPinBusy(e);
       throw e;
     }
   }
@@ -506,23 +530,80 @@ async function localUnmap(
   if (pinOnMap) await ops.unpin!(att);
 }
 
-async function exporterMap(
+/**
+ * The importer's map when the exporter's ops run in this thread (a shared exporter, or the
+ * home's own importer), counting as it goes so that the exit cleanup of this thread, should it be
+ * terminated anywhere in between, undoes exactly what the exporter did or less — never more:
+ * STAGE says "pinned for this map" from the moment pin returns, MAPS counts the mapping from the
+ * moment mapDmaBuf returns. Each count is stored in the same turn as a synchronous op returns, so
+ * what a kill can leave uncounted (leaked, not undone twice) is the op's own last statements.
+ */
+async function localMapCounted(
   core: BufCore,
   att: DmaBufAttachment,
   dir: DmaDataDirection,
   pinOnMap: boolean,
-): Promise<{ segments: DmaBufSgTable; token: unknown }> {
-  if (core.ops !== null) {
-    const table = await localMap(core, att, dir, pinOnMap);
-    return { segments: table, token: table };
+): Promise<DmaBufSgTable> {
+  const ops = core.ops!;
+  const at = core.d.tables.attach;
+  const rec = at.base(att._slot);
+  if (pinOnMap) {
+    try {
+      const r = ops.pin!(att);
+      checkOpResult(isThenable(r) ? await r : r, 'pin');
+    } catch (e) {
+      warnPinBusy(e);
+      throw e;
+    }
+    Atomics.store(at.i32, rec + A_STAGE, STAGE_MAP_PINNED);
   }
-  const r = await callHome(core, 'att:map', {
-    b: bufKey(core),
-    a: attKey(att),
-    dir,
-    pin: pinOnMap,
-  });
-  return { segments: r.segments, token: r.id };
+  let table: DmaBufSgTable;
+  try {
+    const r = ops.mapDmaBuf(att, dir);
+    const t = isThenable(r) ? await r : r;
+    if (t === null || t === undefined) fail('ENOMEM', 'the exporter mapped nothing');
+    if (!Array.isArray(t)) fail('EINVAL', 'mapDmaBuf must return an array of segments');
+    table = t;
+  } catch (e) {
+    if (pinOnMap) {
+      Atomics.store(at.i32, rec + A_STAGE, 0);
+      await ops.unpin!(att);
+    }
+    throw e;
+  }
+  // The stage first: a kill between the two stores leaks the pin rather than undoing it twice.
+  if (pinOnMap) Atomics.store(at.i32, rec + A_STAGE, 0);
+  Atomics.add(at.i32, rec + A_MAPS, 1);
+  return table;
+}
+
+/**
+ * Unmaps one counted mapping (`call`: through the exporter; false once the buffer is released)
+ * and uncounts it. When the ops run in this thread, STAGE says UNMAPPING while they may have run:
+ * the exit cleanup then leaves that mapping alone (leaked if the kill came before the exporter's
+ * unmap, never unmapped twice).
+ */
+async function unmapCounted(
+  core: BufCore,
+  att: DmaBufAttachment,
+  token: unknown,
+  dir: DmaDataDirection,
+  pinOnMap: boolean,
+  call: boolean,
+): Promise<void> {
+  const at = core.d.tables.attach;
+  const rec = at.base(att._slot);
+  const staged = call && typeof token !== 'number';
+  if (staged) Atomics.store(at.i32, rec + A_STAGE, STAGE_UNMAPPING);
+  try {
+    if (call) await exporterUnmap(core, att, token, dir, pinOnMap);
+  } finally {
+    // Uncounted before the stage is cleared: a kill between the two leaks another mapping's
+    // undo at worst, never repeats this one.
+    Atomics.sub(at.i32, rec + A_MAPS, 1);
+    if (staged) Atomics.store(at.i32, rec + A_STAGE, 0);
+    Atomics.notify(at.i32, rec + A_MAPS);
+  }
 }
 
 async function exporterUnmap(
@@ -539,19 +620,38 @@ async function exporterUnmap(
   await callHome(core, 'att:unmap', { b: bufKey(core), a: attKey(att), id: token });
 }
 
-async function exporterPin(core: BufCore, att: DmaBufAttachment, pin: boolean): Promise<void> {
-  if (core.ops !== null) {
+/**
+ * The exporter's pin or unpin: run here (undefined when the op finished synchronously, so that
+ * the caller counts it in the same turn) or forwarded home (a Promise).
+ */
+function exporterPin(
+  core: BufCore,
+  att: DmaBufAttachment,
+  pin: boolean,
+): Promise<void> | undefined {
+  const ops = core.ops;
+  if (ops !== null) {
     if (pin) {
-      if (core.ops.pin) checkOpResult(await core.ops.pin(att), 'pin');
-    } else if (core.ops.unpin) await core.ops.unpin(att);
-    return;
+      if (!ops.pin) return undefined;
+      const r = ops.pin(att);
+      if (!isThenable(r)) {
+        checkOpResult(r, 'pin');
+        return undefined;
+      }
+      return Promise.resolve(r).then((v) => checkOpResult(v, 'pin'));
+    }
+    if (!ops.unpin) return undefined;
+    const r = ops.unpin(att);
+    return isThenable(r) ? Promise.resolve(r).then(() => {}) : undefined;
   }
-  await callHome(core, pin ? 'att:pin' : 'att:unpin', { b: bufKey(core), a: attKey(att) });
+  return callHome(core, pin ? 'att:pin' : 'att:unpin', { b: bufKey(core), a: attKey(att) });
 }
 
 async function exporterAttach(core: BufCore, att: DmaBufAttachment): Promise<void> {
   if (core.ops !== null) {
-    if (core.ops.attach) checkOpResult(await core.ops.attach(core.borrowed, att), 'attach');
+    // Marked in the same turn as a synchronous attach op returns (see localMapCounted).
+    const r = core.ops.attach?.(core.borrowed, att);
+    checkOpResult(isThenable(r) ? await r : r, 'attach');
     markExporterAttached(core, att._slot);
     return;
   }
@@ -564,9 +664,20 @@ function markExporterAttached(core: BufCore, slot: number): void {
   Atomics.or(at.i32, at.base(slot) + A_FLAGS, AF_EXP_ATTACHED);
 }
 
+/**
+ * Takes on the exporter's detach for attachment record `slot`: true for the one caller that finds
+ * it owed (the importer's detach, a forwarded detach, the exit cleanup — whichever comes first),
+ * which then calls the op. Claimed where the op runs, right before it: an importer killed after
+ * asking its exporter's thread to detach can neither have it done twice nor lose it.
+ */
+function claimExporterDetach(core: BufCore, slot: number): boolean {
+  const at = core.d.tables.attach;
+  return (Atomics.and(at.i32, at.base(slot) + A_FLAGS, ~AF_EXP_ATTACHED) & AF_EXP_ATTACHED) !== 0;
+}
+
 async function exporterDetach(core: BufCore, att: DmaBufAttachment): Promise<void> {
   if (core.ops !== null) {
-    await core.ops.detach?.(core.borrowed, att);
+    if (claimExporterDetach(core, att._slot)) await core.ops.detach?.(core.borrowed, att);
     return;
   }
   await callHome(core, 'att:detach', { b: bufKey(core), a: attKey(att) });
@@ -609,7 +720,7 @@ registerRpc('att:detach', async (a: { b: unknown; a: unknown }) => {
   const core = exportedCore(a.b);
   const p = proxyFor(core, a.a, false);
   core.proxies.delete(p._slot);
-  await core.ops?.detach?.(core.borrowed, p);
+  if (claimExporterDetach(core, p._slot)) await core.ops?.detach?.(core.borrowed, p);
 });
 
 registerRpc('att:pin', async (a: { b: unknown; a: unknown }) => {
@@ -693,8 +804,13 @@ async function reapExporterSide(core: BufCore, p: DmaBufAttachment): Promise<voi
   // Mappings a shared exporter made inside the dead thread (its ops ran there) are not tracked
   // here: their tables died with the thread. The exporter still unmaps each, with an empty table.
   // (A thread-bound exporter made every mapping here, tracked: MAPS may lag behind by one the
-  // dead thread was about to count or uncount, which must not be undone twice.)
-  const untracked = core.shareable ? Math.max(0, maps - tracked) : 0;
+  // dead thread was about to count or uncount, which must not be undone twice.) A mapping the
+  // dead thread was unmapping may be unmapped already: left alone. A pin it made for a map it
+  // had not counted yet is undone.
+  const stage = core.shareable ? Atomics.load(at.i32, b + A_STAGE) : 0;
+  const untracked = core.shareable
+    ? Math.max(0, maps - tracked - (stage === STAGE_UNMAPPING ? 1 : 0))
+    : 0;
   for (let i = 0; i < untracked; i++) {
     try {
       await ops.unmapDmaBuf(p, EMPTY_TABLE, DMA_BIDIRECTIONAL);
@@ -702,7 +818,7 @@ async function reapExporterSide(core: BufCore, p: DmaBufAttachment): Promise<voi
       warn(`dmabuf: unmap for an exited importer failed: ${String(e)}`);
     }
   }
-  const unpins = pins + (pinOnMap ? untracked : 0);
+  const unpins = pins + (pinOnMap ? untracked + (stage === STAGE_MAP_PINNED ? 1 : 0) : 0);
   for (let i = 0; i < unpins && ops.unpin; i++) {
     try {
       await ops.unpin(p);
@@ -712,19 +828,25 @@ async function reapExporterSide(core: BufCore, p: DmaBufAttachment): Promise<voi
   }
   Atomics.store(at.i32, b + A_MAPS, 0);
   Atomics.store(at.i32, b + A_PINS, 0);
+  Atomics.store(at.i32, b + A_STAGE, 0);
   Atomics.notify(at.i32, b + A_MAPS);
 }
 
 // ---- the attachment list (under the reservation lock) ---------------------------------------------
 
+// A thread can be terminated between any two of these stores (its lock is then freed by the exit
+// hook and its attachments unlinked by the cleanup): LISTED is set before the record joins the
+// list, so that the cleanup always looks for it, and the count is recomputed from the list on
+// every unlink, so that a death between a list change and the count's cannot leave it off.
+
 function link(core: BufCore, slot: number): void {
   const at = core.d.tables.attach;
   const i32 = core.i32;
   const b = at.base(slot);
+  Atomics.or(at.i32, b + A_FLAGS, AF_LISTED);
   Atomics.store(at.i32, b + A_NEXT, Atomics.load(i32, core.b + B_ATT_HEAD));
   Atomics.store(i32, core.b + B_ATT_HEAD, slot);
   Atomics.add(i32, core.b + B_ATT_COUNT, 1);
-  Atomics.or(at.i32, b + A_FLAGS, AF_LISTED);
 }
 
 function unlink(core: BufCore, slot: number): void {
@@ -740,11 +862,12 @@ function unlink(core: BufCore, slot: number): void {
     at.ensure(cur);
     cur = Atomics.load(at.i32, at.base(cur) + A_NEXT);
   }
-  if (cur !== slot) return;
-  const next = Atomics.load(at.i32, b + A_NEXT);
-  if (prev < 0) Atomics.store(i32, core.b + B_ATT_HEAD, next);
-  else Atomics.store(at.i32, at.base(prev) + A_NEXT, next);
-  Atomics.sub(i32, core.b + B_ATT_COUNT, 1);
+  if (cur === slot) {
+    const next = Atomics.load(at.i32, b + A_NEXT);
+    if (prev < 0) Atomics.store(i32, core.b + B_ATT_HEAD, next);
+    else Atomics.store(at.i32, at.base(prev) + A_NEXT, next);
+  }
+  Atomics.store(i32, core.b + B_ATT_COUNT, attachmentSlots(core).length);
   Atomics.and(at.i32, b + A_FLAGS, ~AF_LISTED);
 }
 
@@ -870,8 +993,6 @@ export async function detachImpl(core: BufCore, att: unknown): Promise<void> {
     }
     if (core.exporterReachable()) {
       try {
-        // No longer owed by the exit cleanup should this thread die from here on.
-        Atomics.and(at.i32, at.base(att._slot) + A_FLAGS, ~AF_EXP_ATTACHED);
         await exporterDetach(core, att);
       } catch (e) {
         warn(`dmabuf: exporter detach failed: ${String(e)}`);
@@ -1000,7 +1121,7 @@ export async function reapThreadAttachments(d: Domain, list: number[][]): Promis
       else if (core.ops !== null) {
         const p = proxyFor(core, key.a, false);
         core.proxies.delete(slot!);
-        await core.ops.detach?.(core.borrowed, p);
+        if (claimExporterDetach(core, slot!)) await core.ops.detach?.(core.borrowed, p);
       }
       trace('bufDetach', () => ({
         ...tp(core!),

@@ -158,6 +158,7 @@ import {
   type DmaBufSegment,
   type DmaBufSgTable,
   type DmaBufVma,
+  isThenable,
   sharedExporterReviver,
   validateDmaBufOps,
 } from './ops.js';
@@ -852,7 +853,7 @@ export class DmaBuf {
     await exporterVunmapOnce(core, null);
     let segs: DmaBufSegment[];
     try {
-      segs = plainSegments(await exporterVmap(core), 'vmap');
+      segs = plainSegments(await exporterVmap(core, core.d.thread), 'vmap');
     } catch (e) {
       if (!warnedVmap) {
         warnedVmap = true;
@@ -887,8 +888,9 @@ export class DmaBuf {
       map._gen !== Atomics.load(i32, core.b + B_VMAP_GEN)
     )
       fail('EINVAL', 'vunmap: not the current mapping of this buffer');
-    vmapHoldAdd(core, -1);
     if (count > 1) {
+      // The share first: a kill between the two leaves the count too high (a leak), never low.
+      vmapHoldAdd(core, -1);
       Atomics.sub(i32, core.b + B_VMAP_COUNT, 1);
       return;
     }
@@ -896,9 +898,12 @@ export class DmaBuf {
       await exporterVunmapOnce(core, map);
     } finally {
       // The kernel's vunmap cannot fail: the mapping is gone even if the exporter complained.
+      // This thread's share goes last: killed before, its exit cleanup still finds the share and
+      // uncounts it (the exporter's vunmap is not repeated: VMAP_LIVE is already 0).
       Atomics.store(i32, core.b + B_VMAP_OWNER, 0);
       Atomics.store(i32, core.b + B_VMAP_COUNT, 0);
       core.vmapCache = null;
+      vmapHoldAdd(core, -1);
     }
   }
 
@@ -907,13 +912,20 @@ export class DmaBuf {
     const core = this.live('vmapUnlocked');
     forbidHeld(core.resv, 'vmapUnlocked');
     // Ask the mapping's owner for this thread's copy before taking the lock: under it, the owner
-    // might be a thread blocked waiting for that very lock (lockSync), and never answer.
-    await prefetchVmap(core);
-    await lockOrThrow(core.resv);
-    try {
-      return await this.vmap();
-    } finally {
-      core.resv.unlock();
+    // might be a thread blocked waiting for that very lock (lockSync), and never answer. The
+    // mapping may change hands while this waits for the lock (another thread vmaps first, or
+    // retires it and maps afresh, or the owner exits and another holder has to answer): then let
+    // go of the lock and ask again. After a few rounds, vmap() asks under the lock, as the locked
+    // variant always does.
+    for (let tries = 0; ; tries++) {
+      await prefetchVmap(core);
+      await lockOrThrow(core.resv);
+      try {
+        if (tries < 8 && vmapNeedsCopy(core)) continue;
+        return await this.vmap();
+      } finally {
+        core.resv.unlock();
+      }
     }
   }
 
@@ -1442,10 +1454,19 @@ async function exporterMmap(core: BufCore, vma: DmaBufVma): Promise<DmaBufSgTabl
   return callHome(core, 'buf:mmap', { b: bufKey(core), vma });
 }
 
-async function exporterVmap(core: BufCore): Promise<DmaBufSgTable> {
+/**
+ * The exporter's vmap, for thread `owner` (the caller, or the thread that asked by message). Run
+ * here, the mapping is recorded (its owner, VMAP_LIVE) in the same turn as a synchronous op
+ * returns, so that the owner's exit cleanup has it vunmapped should the owner be killed before
+ * it counts it; what a kill can leave unrecorded is the op's own last statements.
+ */
+async function exporterVmap(core: BufCore, owner: number): Promise<DmaBufSgTable> {
   if (core.ops !== null) {
     if (core.ops.vmap === undefined) fail('EINVAL', 'the exporter has no vmap');
-    const segs = await core.ops.vmap(core.borrowed);
+    const r = core.ops.vmap(core.borrowed);
+    const segs = isThenable(r) ? await r : r;
+    Atomics.store(core.i32, core.b + B_VMAP_OWNER, owner);
+    Atomics.store(core.i32, core.b + B_VMAP_LIVE, 1);
     core.exporterVmap = segs;
     return segs;
   }
@@ -1495,11 +1516,9 @@ registerRpc('buf:mmap', async (a: { b: unknown; vma: DmaBufVma }) => {
 
 registerRpc('buf:vmap', async (a: { b: unknown }, from: number) => {
   const core = exportedCore(a.b);
-  const segs = plainSegments(await exporterVmap(core), 'vmap');
-  // Recorded here too: should the asking thread die before its answer arrives, its exit cleanup
-  // finds the mapping it owned and has it vunmapped.
-  Atomics.store(core.i32, core.b + B_VMAP_OWNER, from);
-  Atomics.store(core.i32, core.b + B_VMAP_LIVE, 1);
+  // Recorded here too (by exporterVmap): should the asking thread die before its answer
+  // arrives, its exit cleanup finds the mapping it owned and has it vunmapped.
+  const segs = plainSegments(await exporterVmap(core, from), 'vmap');
   if (!core.d.isThreadAlive(from)) {
     // It died while this was on the way, and its exit cleanup may have run already.
     await exporterVunmapOnce(core, null);
@@ -1530,8 +1549,11 @@ registerRpc('buf:vmapPeek', (key: [number, number]) => {
 onThreadExit(20, (d, thread) => {
   const atts = collectThreadAttachments(d, thread);
   const dying = markHomeDead(d, thread);
-  /** Buffers whose vmaps it held or whose mapping it owned: slot → [gen, vmaps held, vmap gen]. */
-  const vmaps = new Map<number, [number, number, number]>();
+  /**
+   * Buffers whose vmaps it held or whose mapping it owned: slot → [gen, vmaps held, vmap gen,
+   * whether it owned the mapping].
+   */
+  const vmaps = new Map<number, [number, number, number, boolean]>();
   const bt = d.tables.buf;
   for (const s of bt.allocated()) {
     const b = bt.base(s);
@@ -1544,9 +1566,13 @@ onThreadExit(20, (d, thread) => {
       Atomics.add(bt.i32, b + B_POLL_SEQ, 1);
       Atomics.notify(bt.i32, b + B_POLL_SEQ);
     }
-    // The mapping it made for everybody: handed over (or undone) below, under the lock.
-    if (Atomics.load(bt.i32, b + B_VMAP_OWNER) === thread)
-      vmaps.set(s, [bt.gen(s), 0, Atomics.load(bt.i32, b + B_VMAP_GEN)]);
+    // The mapping it made for everybody: handed over (or undone) below, under the lock. Its
+    // thread index is freed when the hooks return and may be given to a new worker before that
+    // cleanup runs: the owner word must not name it meanwhile (a vmap would ask the newcomer,
+    // which has no copy, or no inbox yet to hear the question). Owner 0: a vmap that needs a
+    // copy first looks for a live holder.
+    if (Atomics.compareExchange(bt.i32, b + B_VMAP_OWNER, thread, 0) === thread)
+      vmaps.set(s, [bt.gen(s), 0, Atomics.load(bt.i32, b + B_VMAP_GEN), true]);
   }
   const ht = d.tables.handle;
   const puts: [number, number, number][] = [];
@@ -1556,10 +1582,15 @@ onThreadExit(20, (d, thread) => {
     const kind = Atomics.load(ht.i32, b + H_KIND);
     if (kind === H_VMAP) {
       const bs = ht.i32[b + H_BUF_SLOT]!;
-      const prev = vmaps.get(bs)?.[1] ?? 0;
+      const prev = vmaps.get(bs);
       bt.ensure(bs);
       const vgen = Atomics.load(bt.i32, bt.base(bs) + B_VMAP_GEN);
-      vmaps.set(bs, [ht.i32[b + H_BUF_GEN]!, prev + Atomics.load(ht.i32, b + H_VALUE), vgen]);
+      vmaps.set(bs, [
+        ht.i32[b + H_BUF_GEN]!,
+        (prev?.[1] ?? 0) + Atomics.load(ht.i32, b + H_VALUE),
+        vgen,
+        prev?.[3] ?? false,
+      ]);
       recordFree(d, s);
       continue;
     }
@@ -1570,7 +1601,7 @@ onThreadExit(20, (d, thread) => {
   }
   void (async () => {
     await reapThreadAttachments(d, atts);
-    await dropThreadVmaps(d, thread, vmaps);
+    await dropThreadVmaps(d, vmaps);
     for (const [slot, gen, n] of puts) refPutRecord(d, slot, gen, n);
     finishOrphanReleases(d, dying);
   })().catch((e) => warn(`dmabuf: thread-exit cleanup failed: ${String(e)}`));
@@ -1584,10 +1615,9 @@ onThreadExit(20, (d, thread) => {
  */
 async function dropThreadVmaps(
   d: Domain,
-  thread: number,
-  list: Map<number, [number, number, number]>,
+  list: Map<number, [number, number, number, boolean]>,
 ): Promise<void> {
-  for (const [slot, [gen, n, vgen]] of list) {
+  for (const [slot, [gen, n, vgen, owned]] of list) {
     let core: BufCore;
     try {
       core = coreFor(d, slot, gen);
@@ -1615,7 +1645,8 @@ async function dropThreadVmaps(
           } catch (e) {
             warn(`dmabuf: vunmap for an exited thread failed: ${String(e)}`);
           }
-        } else if (Atomics.load(i32, core.b + B_VMAP_OWNER) === thread) {
+        } else if (owned && Atomics.load(i32, core.b + B_VMAP_OWNER) === 0) {
+          // Nobody has taken the mapping over since the exit hook cleared the owner.
           const heir = vmapHolder(d, slot, gen);
           Atomics.store(i32, core.b + B_VMAP_OWNER, heir);
           if (heir === 0 && left > 0) {
@@ -1685,8 +1716,8 @@ async function prefetchVmap(core: BufCore): Promise<void> {
   if ((core.bflags & BF_HAS_VMAP) === 0 || Atomics.load(i32, core.b + B_VMAP_COUNT) === 0) return;
   const g = Atomics.load(i32, core.b + B_VMAP_GEN);
   if (core.vmapCache?.gen === g) return;
-  const owner = Atomics.load(i32, core.b + B_VMAP_OWNER);
-  if (owner === 0 || owner === core.d.thread || !core.d.isThreadAlive(owner)) return;
+  const owner = vmapSource(core);
+  if (owner === 0) return;
   try {
     const segs = await rpcCall(core.d, owner, 'buf:vmapPeek', bufKey(core));
     if (core.vmapCache?.gen !== g)
@@ -1694,6 +1725,32 @@ async function prefetchVmap(core: BufCore): Promise<void> {
   } catch {
     // the owner is gone or has none: vmap() sorts it out
   }
+}
+
+/**
+ * The thread {@link peekVmap} would ask for a copy of the mapping: the owner when it is another
+ * live thread; when the owner has exited (or its exit hook cleared the word), another live
+ * holder; 0 when nobody (then nothing is asked). May be stale.
+ */
+function vmapSource(core: BufCore): number {
+  const d = core.d;
+  const owner = Atomics.load(core.i32, core.b + B_VMAP_OWNER);
+  if (owner === d.thread) return 0;
+  if (owner !== 0 && d.isThreadAlive(owner)) return owner;
+  return vmapHolder(d, core.slot, core.gen, d.thread);
+}
+
+/**
+ * Whether a vmap now (reservation lock held) would have to ask another thread for this thread's
+ * copy of the mapping: it is counted, this thread's copy is missing or stale, and somebody holds
+ * it.
+ */
+function vmapNeedsCopy(core: BufCore): boolean {
+  const i32 = core.i32;
+  if ((core.bflags & BF_HAS_VMAP) === 0 || Atomics.load(i32, core.b + B_VMAP_COUNT) === 0)
+    return false;
+  if (core.vmapCache?.gen === Atomics.load(i32, core.b + B_VMAP_GEN)) return false;
+  return vmapSource(core) !== 0;
 }
 
 /** Waits (briefly: exit hooks are synchronous) until no thread of the domain is exiting. */

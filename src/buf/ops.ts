@@ -222,6 +222,18 @@ export function checkOpResult(r: unknown, op: string): void {
   }
 }
 
+/**
+ * @internal Whether an op's result is a Promise (or thenable) to await; a plain result is used in
+ * the same turn, so that what the op did is recorded before anything else can run.
+ */
+export function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return (
+    v !== null &&
+    (typeof v === 'object' || typeof v === 'function') &&
+    typeof (v as PromiseLike<unknown>).then === 'function'
+  );
+}
+
 /** Checks that a device is an object with a string name. */
 export function checkDevice(dev: unknown): asserts dev is DmaBufDevice {
   if (dev === null || (typeof dev !== 'object' && typeof dev !== 'function'))

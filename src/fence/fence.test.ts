@@ -5,8 +5,10 @@ import assert from 'node:assert/strict';
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { describe, it } from 'node:test';
 import { nowNs } from '../clock.js';
+import { Domain } from '../domain/domain.js';
 import { DmaBufError } from '../errors.js';
 import { CHANNELS } from '../trace.js';
+import { slotSignal } from './_shared.js';
 import { DmaFence, DmaFenceCb, type DmaFenceOps, seqnoIsLater } from './fence.js';
 
 const mockOps: DmaFenceOps = { getDriverName: () => 'mock', getTimelineName: () => 'mock' };
@@ -467,5 +469,35 @@ describe('published fences in one thread', () => {
     assert.ok((await f.waitTimeout(1000)) >= 1);
     assert.deepEqual(order, [1, 2]);
     assert.equal(f.getStatus(), -62);
+  });
+});
+
+describe('the watcher of a published fence', () => {
+  it('runs the callbacks of a fence signaled between its check and its wait (no lost wake-up)', async () => {
+    const f = new DmaFence(
+      { getDriverName: () => 'd', getTimelineName: () => 't' },
+      DmaFence.contextAlloc(1),
+      1,
+    );
+    f.share(); // published: its state lives in the shared slot
+    const slot = (f as any)._slot as number;
+    // Another thread signals right after the watcher's loop found the fence pending (the other
+    // calls, from addCallback's own checks, are let through).
+    const orig = (f as any).syncFromSlot;
+    let first = true;
+    (f as any).syncFromSlot = function (this: DmaFence, ...a: unknown[]) {
+      const r = orig.apply(this, a);
+      if (first && /\bat loop \(/.test(new Error().stack ?? '')) {
+        first = false;
+        slotSignal(Domain.current(), slot, undefined);
+      }
+      return r;
+    };
+    const ran = new Promise<string>((resolve) => {
+      f.addCallback(() => resolve('ran'));
+      setTimeout(() => resolve('lost'), 2000).unref();
+    });
+    assert.equal(first, false, 'the watcher looked');
+    assert.equal(await ran, 'ran');
   });
 });

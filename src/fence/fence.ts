@@ -744,6 +744,12 @@ export class DmaFence {
         return;
       }
       const st = Atomics.load(t.i32, b + F_STATE);
+      // Signaled since syncFromSlot looked: waiting for the state to leave that value would wait
+      // for good (a signaled state never changes again while the slot is referenced).
+      if (isSignaledState(st)) {
+        loop();
+        return;
+      }
       waitWhileEqualsAsync(t.i32, b + F_STATE, st, Infinity, {
         waiters: b + F_WAITERS,
         keepAlive: false,

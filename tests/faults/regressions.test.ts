@@ -5,9 +5,23 @@
 
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { A_BUF_GEN, A_BUF_SLOT, A_DEVNAME, A_MAPS, A_THREAD } from '../../src/buf/_layout.js';
+import {
+  A_BUF_GEN,
+  A_BUF_SLOT,
+  A_DEVNAME,
+  A_MAPS,
+  A_NEXT,
+  A_THREAD,
+  B_ATT_HEAD,
+} from '../../src/buf/_layout.js';
 import { type DmaBuf, type DmaBufMap, Domain } from '../../src/index.js';
-import { readCounters } from '../../tools/stress/counted-exporter.js';
+import {
+  C_GATE_MAP,
+  C_GATE_UNMAP,
+  C_GATE_VUNMAP,
+  CW,
+  readCounters,
+} from '../../tools/stress/counted-exporter.js';
 import { bufView } from '../../tools/stress/inspect.js';
 import { Env } from '../model/_runner.js';
 
@@ -482,5 +496,193 @@ describe('shared tables grown by another thread', () => {
     await ok(env.send(1, { op: 'signalAll', fences: 3 }));
     await ok(env.send(1, { op: 'put', ref: 2 }));
     await ok(env.send(0, { op: 'put', ref: 1 }));
+  });
+});
+
+describe("a shared exporter's op in flight when the importer's thread dies", () => {
+  const env = new Env(1);
+  after(() => env.stop());
+
+  const gate = (id: number, w: number, v: number): void => {
+    Atomics.store(env.counters, id * CW + w, v);
+    Atomics.notify(env.counters, id * CW + w);
+  };
+
+  it('a static importer killed while the exporter maps, after it pinned, leaves nothing pinned', async () => {
+    await env.start();
+    await ok(env.send(0, { op: 'export', id: 0, kind: 'shared', dynamic: true, out: 1 }));
+    await ok(
+      env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
+    );
+    await ok(env.send(1, { op: 'attach', ref: 2, dynamic: false, dev: 'doomed', out: 3 }));
+    gate(0, C_GATE_MAP, 1);
+    void env.send(1, { op: 'map', att: 3, out: 4 }).catch(() => null);
+    await until(() => readCounters(env.counters, 0).pins === 1); // pinned, now inside the map
+    await env.kill(1);
+    gate(0, C_GATE_MAP, 0);
+    await until(() => readCounters(env.counters, 0).attached === 0);
+    assert.equal(readCounters(env.counters, 0).pins, 0, 'the pin made for the map is undone');
+    assert.equal(readCounters(env.counters, 0).maps, 0, 'nothing was mapped');
+    await env.respawn(1);
+    await ok(env.send(0, { op: 'put', ref: 1 }));
+    assert.equal(readCounters(env.counters, 0).releases, 1);
+  });
+
+  it("an importer killed inside the exporter's unmap is not unmapped again", async () => {
+    await env.start();
+    await ok(env.send(0, { op: 'export', id: 1, kind: 'shared', dynamic: false, out: 1 }));
+    await ok(
+      env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
+    );
+    await ok(env.send(1, { op: 'attach', ref: 2, dynamic: false, dev: 'doomed', out: 3 }));
+    await ok(env.send(1, { op: 'map', att: 3, out: 4 }));
+    gate(1, C_GATE_UNMAP, 1);
+    void env.send(1, { op: 'unmap', map: 4 }).catch(() => null);
+    await until(() => readCounters(env.counters, 1).maps === 0); // unmapped, not yet uncounted
+    await env.kill(1);
+    gate(1, C_GATE_UNMAP, 0);
+    await until(() => readCounters(env.counters, 1).attached === 0);
+    assert.equal(readCounters(env.counters, 1).maps, 0, 'unmapped once');
+    await env.respawn(1);
+    await ok(env.send(0, { op: 'put', ref: 1 }));
+    assert.equal(readCounters(env.counters, 1).releases, 1);
+  });
+});
+
+describe('the vmap owner of a thread that exits', () => {
+  const env = new Env(2);
+  after(() => env.stop());
+
+  it('its thread index leaves the owner word at once (a new thread may get the index before the cleanup runs)', async () => {
+    await env.start();
+    const d = Domain.current();
+    const v = await ok(
+      env.send(0, { op: 'export', id: 0, kind: 'shared', dynamic: false, out: 1 }),
+    );
+    for (const [t, out] of [
+      [1, 2],
+      [2, 3],
+    ] as const) {
+      await ok(
+        env.send(t, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out }),
+      );
+    }
+    await ok(env.send(1, { op: 'vmap', ref: 2, out: 4 })); // worker 1 owns the mapping
+    await ok(env.send(2, { op: 'vmap', ref: 3, out: 5 }));
+    const dead = bufView(d, v.slot, v.gen).vmapOwner;
+    await ok(env.send(2, { op: 'hold', ref: 3 })); // the cleanup waits for this lock
+    await env.kill(1);
+    assert.notEqual(bufView(d, v.slot, v.gen).vmapOwner, dead);
+    await ok(env.send(2, { op: 'release', ref: 3 }));
+    await until(() => bufView(d, v.slot, v.gen).vmapCount === 1);
+    // The main thread asks the remaining holder for its copy.
+    await ok(env.send(0, { op: 'vmap', ref: 1, out: 6 }));
+    await ok(env.send(0, { op: 'vunmap', vmap: 6 }));
+    await ok(env.send(2, { op: 'vunmap', vmap: 5 }));
+    assert.equal(bufView(d, v.slot, v.gen).vmapCount, 0);
+    assert.equal(readCounters(env.counters, 0).vmaps, 0);
+    await env.respawn(1);
+    await ok(env.send(2, { op: 'put', ref: 3 }));
+    await ok(env.send(0, { op: 'put', ref: 1 }));
+  });
+});
+
+describe('vmapUnlocked when the mapping changes hands while it waits for the lock', () => {
+  const env = new Env(1);
+  after(() => env.stop());
+
+  for (const orphan of [false, true])
+    it(`does not ask ${orphan ? 'a holder of a mapping whose owner exited' : 'the new owner'} under the lock (it may be blocked on it)`, async () => {
+      await env.start();
+      await ok(env.send(0, { op: 'export', id: 0, kind: 'shared', dynamic: false, out: 1 }));
+      await ok(
+        env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
+      );
+      await ok(env.send(1, { op: 'hold', ref: 2 }));
+      const buf = env.local.objs.get(1) as DmaBuf;
+      // Nothing is vmapped yet: nothing to ask before locking. Then it waits for the lock.
+      const vmapping = buf.vmapUnlocked();
+      // Worker 1 lets this waiter claim the lock, vmaps (becoming the owner), hands the lock over
+      // and blocks on it.
+      const relock = env.send(1, { op: 'vmapRelock', ref: 2, out: 3, orphan });
+      const done = await Promise.race([
+        vmapping.then(() => 'mapped'),
+        new Promise((r) => setTimeout(() => r('stuck'), 5000)),
+      ]);
+      assert.equal(done, 'mapped', 'vmapUnlocked and the blocked owner deadlocked');
+      await ok(relock);
+      await buf.vunmapUnlocked(await vmapping);
+      await ok(env.send(1, { op: 'vunmap', vmap: 3 }));
+      assert.equal(readCounters(env.counters, 0).vmaps, 0);
+      await ok(env.send(1, { op: 'put', ref: 2 }));
+      await ok(env.send(0, { op: 'put', ref: 1 }));
+    });
+});
+
+describe("a buffer's attachment list when the importer dies in the middle of changing it", () => {
+  const env = new Env(1);
+  after(() => env.stop());
+
+  it('the attachment count follows the list (the importer died between unlinking and uncounting)', async () => {
+    await env.start();
+    const d = Domain.current();
+    const v = await ok(
+      env.send(0, { op: 'export', id: 0, kind: 'shared', dynamic: false, out: 1 }),
+    );
+    await ok(
+      env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
+    );
+    await ok(env.send(1, { op: 'attach', ref: 2, dynamic: false, dev: 'doomed', out: 3 }));
+    assert.equal(bufView(d, v.slot, v.gen).attachments, 1);
+    // As a detach killed after taking the record off the list, before the count: the list is
+    // empty, the count and the record's LISTED flag still say otherwise.
+    const buf = env.local.objs.get(1) as DmaBuf;
+    await buf.resv.lock(null);
+    const bt = d.tables.buf;
+    const at = d.tables.attach;
+    const head = Atomics.load(bt.i32, bt.base(v.slot) + B_ATT_HEAD);
+    Atomics.store(bt.i32, bt.base(v.slot) + B_ATT_HEAD, at.i32[at.base(head) + A_NEXT]!);
+    buf.resv.unlock();
+    await env.kill(1);
+    await until(() => readCounters(env.counters, 0).attached === 0);
+    await until(() => bufView(d, v.slot, v.gen).attachments === 0);
+    await env.respawn(1);
+    await ok(env.send(0, { op: 'put', ref: 1 }));
+    assert.equal(readCounters(env.counters, 0).releases, 1);
+  });
+});
+
+describe('a last vunmap by a thread that is not the owner, killed inside the exporter', () => {
+  const env = new Env(2);
+  after(() => env.stop());
+
+  it('leaves nothing counted', async () => {
+    await env.start();
+    const d = Domain.current();
+    const v = await ok(
+      env.send(0, { op: 'export', id: 0, kind: 'shared', dynamic: false, out: 1 }),
+    );
+    for (const [t, out] of [
+      [1, 2],
+      [2, 3],
+    ] as const) {
+      await ok(
+        env.send(t, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out }),
+      );
+    }
+    await ok(env.send(1, { op: 'vmap', ref: 2, out: 4 })); // worker 1 owns the mapping
+    await ok(env.send(2, { op: 'vmap', ref: 3, out: 5 }));
+    await ok(env.send(1, { op: 'vunmap', vmap: 4 })); // still the owner, holding none
+    Atomics.store(env.counters, C_GATE_VUNMAP, 1);
+    void env.send(2, { op: 'vunmap', vmap: 5 }).catch(() => null); // the last one
+    await until(() => readCounters(env.counters, 0).vmaps === 0); // vunmapped, not yet uncounted
+    await env.kill(2);
+    Atomics.store(env.counters, C_GATE_VUNMAP, 0);
+    await until(() => bufView(d, v.slot, v.gen).vmapCount === 0);
+    assert.equal(readCounters(env.counters, 0).vmaps, 0, 'vunmapped once');
+    await env.respawn(2);
+    await ok(env.send(1, { op: 'put', ref: 2 }));
+    await ok(env.send(0, { op: 'put', ref: 1 }));
+    assert.equal(readCounters(env.counters, 0).releases, 1);
   });
 });

@@ -49,11 +49,13 @@ describe('thread death under load', () => {
       [],
       `DMABUF_SEED=${seed}: ${sw.violations.length} broken invariants`,
     );
-    // A kill inside a reference hand-over can leak one reference (never release early): rare, so a
-    // run that leaks more than a couple has found something systematic.
+    // A kill inside a reference hand-over can leak one reference, one between a shared exporter's
+    // map (or pin) and its count a mapping (or pin) — never release or undo early: rare, so a run
+    // that leaks more than a couple has found something systematic.
     assert.ok(
-      sw.refLeaks.filter((l) => l.includes('references left')).length <= 2,
-      `DMABUF_SEED=${seed}: too many leaked references: ${sw.refLeaks.join('; ')}`,
+      sw.refLeaks.filter((l) => l.includes('references left') || l.includes('uncounted')).length <=
+        2,
+      `DMABUF_SEED=${seed}: too many leaks: ${sw.refLeaks.join('; ')}`,
     );
   });
 });

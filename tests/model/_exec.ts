@@ -4,6 +4,7 @@
  * thread keeps the objects it holds. Results are plain data; errors come back as their errno code.
  */
 
+import { B_VMAP_OWNER } from '../../src/buf/_layout.js';
 import {
   DMA_BIDIRECTIONAL,
   DmaBuf,
@@ -20,6 +21,7 @@ import {
   type SyncFileDescriptor,
   serializeError,
 } from '../../src/index.js';
+import { R_CLAIM_OWNER, R_SEQ } from '../../src/resv/_record.js';
 import {
   type ExporterKind,
   exportCounted,
@@ -298,6 +300,31 @@ export class Executor {
       case 'release':
         this.get<DmaBuf>(m.ref, 'ref').resv.unlock();
         return;
+      case 'vmapRelock': {
+        // Holding the buffer's lock ('hold'): wakes its waiters without releasing it, so that the
+        // one waiting lines up (claims it); vmaps; then releases it — to the claimant — and at
+        // once blocks on it (lockSync), answering no message until it gets it back.
+        const buf = this.get<DmaBuf>(m.ref, 'ref');
+        const mtx = (buf.resv as any)._lock;
+        const r32 = mtx._r32 as Int32Array;
+        Atomics.add(r32, mtx._b + R_SEQ, 1);
+        Atomics.notify(r32, mtx._b + R_SEQ);
+        const end = performance.now() + 2000;
+        while (Atomics.load(r32, mtx._b + R_CLAIM_OWNER) === 0 && performance.now() < end)
+          await new Promise((r) => setTimeout(r, 1));
+        const map = await buf.vmap();
+        this.objs.set(m.out, { map, buf: this.borrowed(buf) } satisfies HeldMap);
+        // `orphan`: as if the mapping's owner had exited (its exit hook clears the owner word)
+        // and this thread were only another holder.
+        if (m.orphan === true) {
+          const core = (buf as any)._core;
+          Atomics.store(core.i32, core.b + B_VMAP_OWNER, 0);
+        }
+        buf.resv.unlock();
+        buf.resv.lockSync(null);
+        buf.resv.unlock();
+        return;
+      }
       case 'publishFences': {
         // n pending fences of this thread, published (shared state in the fence table), kept.
         const keep: DmaFence[] = [];

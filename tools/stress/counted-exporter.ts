@@ -13,6 +13,7 @@
  * Counters of buffer `id` live at `counters[id * CW + C_*]` (Int32, atomic add).
  */
 
+import { isMainThread } from 'node:worker_threads';
 import {
   DmaBuf,
   type DmaBufAttachment,
@@ -44,6 +45,16 @@ export const C_AFTER_RELEASE = 7;
 export const C_RELEASE_THREAD = 8;
 /** Total op calls (for load figures). */
 export const C_CALLS = 9;
+/**
+ * Gates for the regression tests: while non-zero, `mapDmaBuf` blocks its thread before it maps
+ * (after the pin of a static importer), `unmapDmaBuf` after it unmapped — an exporter op the
+ * importer's thread can be killed in. Set and cleared by the test (store 0 and notify); only
+ * workers wait at them.
+ */
+export const C_GATE_MAP = 10;
+export const C_GATE_UNMAP = 11;
+/** Like {@link C_GATE_UNMAP} for `vunmap` (blocks after it vunmapped). */
+export const C_GATE_VUNMAP = 12;
 
 export const COUNTED_KIND = 'dmabuf-test:counted';
 
@@ -72,6 +83,11 @@ function countedOps(data: CountedData, thread: () => number): DmaBufOps {
     if (Atomics.load(c, base + C_RELEASES) > 0) Atomics.add(c, base + C_AFTER_RELEASE, 1);
     Atomics.add(c, base + w, n);
   };
+  const gate = (w: number): void => {
+    if (isMainThread) return; // the test's own thread opens the gates: it never waits at one
+    for (let v = Atomics.load(c, base + w); v !== 0; v = Atomics.load(c, base + w))
+      Atomics.wait(c, base + w, v, 50);
+  };
   const segs = (): DmaBufSegment[] => [
     { memory: data.memory, offset: 0, length: data.memory.byteLength },
   ];
@@ -79,10 +95,14 @@ function countedOps(data: CountedData, thread: () => number): DmaBufOps {
     attach: (_b, _a: DmaBufAttachment) => bump(C_ATTACHED, 1),
     detach: () => bump(C_ATTACHED, -1),
     mapDmaBuf: () => {
+      gate(C_GATE_MAP);
       bump(C_MAPS, 1);
       return segs();
     },
-    unmapDmaBuf: () => bump(C_MAPS, -1),
+    unmapDmaBuf: () => {
+      bump(C_MAPS, -1);
+      gate(C_GATE_UNMAP);
+    },
     release: () => {
       bump(C_RELEASES, 1);
       Atomics.store(c, base + C_RELEASE_THREAD, thread());
@@ -94,7 +114,10 @@ function countedOps(data: CountedData, thread: () => number): DmaBufOps {
       bump(C_VMAPS, 1);
       return segs();
     },
-    vunmap: () => bump(C_VMAPS, -1),
+    vunmap: () => {
+      bump(C_VMAPS, -1);
+      gate(C_GATE_VUNMAP);
+    },
   };
   if (data.dynamic) {
     ops.pin = () => bump(C_PINS, 1);
