@@ -41,6 +41,12 @@ async function ok(
   return r.v;
 }
 
+/** Thread `t` claims a new share of thread `from`'s reference 1 into its reference `out`. */
+async function claimShare(env: Env, t: number, out: number, from = 0): Promise<void> {
+  const desc = await ok(env.send(from, { op: 'share', ref: 1 }));
+  await ok(env.send(t, { op: 'claim', desc, out }));
+}
+
 describe('vmaps of a thread that exits', () => {
   const env = new Env(2);
   after(() => env.stop());
@@ -49,9 +55,7 @@ describe('vmaps of a thread that exits', () => {
     await env.start();
     const d = Domain.current();
     const v = await ok(env.send(0, { op: 'export', id: 0, kind: 'bound', dynamic: false, out: 1 }));
-    await ok(
-      env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
-    );
+    await claimShare(env, 1, 2);
     await ok(env.send(1, { op: 'vmap', ref: 2, out: 3 }));
     assert.equal(bufView(d, v.slot, v.gen).vmapCount, 1);
     assert.equal(readCounters(env.counters, 0).vmaps, 1);
@@ -70,14 +74,8 @@ describe('vmaps of a thread that exits', () => {
     const v = await ok(
       env.send(0, { op: 'export', id: 1, kind: 'shared', dynamic: false, out: 1 }),
     );
-    for (const [t, out] of [
-      [1, 2],
-      [2, 3],
-    ] as const) {
-      await ok(
-        env.send(t, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out }),
-      );
-    }
+    await claimShare(env, 1, 2);
+    await claimShare(env, 2, 3);
     await ok(env.send(1, { op: 'vmap', ref: 2, out: 4 })); // thread 1 owns the mapping
     await ok(env.send(2, { op: 'vmap', ref: 3, out: 5 }));
     const owner = bufView(d, v.slot, v.gen).vmapOwner;
@@ -104,14 +102,8 @@ describe('vmaps of a thread that exits', () => {
     const v = await ok(
       env.send(0, { op: 'export', id: 3, kind: 'shared', dynamic: false, out: 1 }),
     );
-    for (const [t, out] of [
-      [1, 2],
-      [2, 3],
-    ] as const) {
-      await ok(
-        env.send(t, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out }),
-      );
-    }
+    await claimShare(env, 1, 2);
+    await claimShare(env, 2, 3);
     await ok(env.send(1, { op: 'vmap', ref: 2, out: 4 })); // thread 1 owns the mapping
     await ok(env.send(2, { op: 'vmap', ref: 3, out: 5 }));
     const buf = env.local.objs.get(1) as DmaBuf;
@@ -140,9 +132,7 @@ describe('vmaps of a thread that exits', () => {
     const v = await ok(
       env.send(0, { op: 'export', id: 4, kind: 'shared', dynamic: false, out: 1 }),
     );
-    await ok(
-      env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
-    );
+    await claimShare(env, 1, 2);
     await ok(env.send(1, { op: 'vmap', ref: 2, out: 3 })); // the only holder
     const buf = env.local.objs.get(1) as DmaBuf;
     // Holding the lock keeps the exit cleanup from dropping the dead thread's share first.
@@ -168,9 +158,7 @@ describe('vmaps of a thread that exits', () => {
     await env.start();
     const d = Domain.current();
     const v = await ok(env.send(1, { op: 'export', id: 2, kind: 'bound', dynamic: false, out: 1 }));
-    await ok(
-      env.send(0, { op: 'claim', desc: await ok(env.send(1, { op: 'share', ref: 1 })), out: 2 }),
-    );
+    await claimShare(env, 0, 2, 1);
     await ok(env.send(0, { op: 'vmap', ref: 2, out: 3 }));
     await env.kill(1);
     await until(() => bufView(d, v.slot, v.gen).refs === 1);
@@ -190,9 +178,7 @@ describe('mappings of a thread that exits', () => {
     it(`a shared exporter unmaps what it mapped inside an exited importer thread (${dynamic ? 'dynamic exporter: and unpins' : 'static exporter'})`, async () => {
       await env.start();
       await ok(env.send(0, { op: 'export', id: 0, kind: 'shared', dynamic, out: 1 }));
-      await ok(
-        env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
-      );
+      await claimShare(env, 1, 2);
       await ok(env.send(1, { op: 'attach', ref: 2, dynamic: false, dev: 'doomed', out: 3 }));
       await ok(env.send(1, { op: 'map', att: 3, out: 4 }));
       await ok(env.send(1, { op: 'map', att: 3, out: 5 }));
@@ -220,9 +206,7 @@ describe('mappings in flight when their thread dies', () => {
   it('a static importer killed while its map waits for a KERNEL fence leaves nothing mapped or pinned', async () => {
     await env.start();
     await ok(env.send(0, { op: 'export', id: 0, kind: 'shared', dynamic: true, out: 1 }));
-    await ok(
-      env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
-    );
+    await claimShare(env, 1, 2);
     await ok(env.send(1, { op: 'attach', ref: 2, dynamic: false, dev: 'doomed', out: 3 }));
     await ok(env.send(0, { op: 'fence', ref: 1, usage: 0, out: 4 })); // a pending move
     const mapping = env.send(1, { op: 'map', att: 3, out: 5 }).catch(() => null);
@@ -242,9 +226,7 @@ describe('mappings in flight when their thread dies', () => {
     await env.start();
     const d = Domain.current();
     await ok(env.send(0, { op: 'export', id: 1, kind: 'bound', dynamic: true, out: 1 }));
-    await ok(
-      env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
-    );
+    await claimShare(env, 1, 2);
     await ok(env.send(1, { op: 'attach', ref: 2, dynamic: false, dev: 'doomed', out: 3 }));
     await ok(env.send(1, { op: 'map', att: 3, out: 4 }));
     // The importer's count runs ahead of the exporter by one, as when it dies between the
@@ -270,9 +252,7 @@ describe('forwarded calls in flight when the importer dies', () => {
   it('a detach already sent home is not sent again by the exit cleanup', async () => {
     await env.start();
     await ok(env.send(1, { op: 'export', id: 0, kind: 'bound', dynamic: true, out: 1 }));
-    await ok(
-      env.send(2, { op: 'claim', desc: await ok(env.send(1, { op: 'share', ref: 1 })), out: 2 }),
-    );
+    await claimShare(env, 2, 2, 1);
     await ok(env.send(2, { op: 'attach', ref: 2, dynamic: true, dev: 'doomed', out: 3 }));
     assert.equal(readCounters(env.counters, 0).attached, 1);
     const busy = env.send(1, { op: 'spin', ms: 300 }); // the exporter's thread is slow to answer
@@ -289,9 +269,7 @@ describe('forwarded calls in flight when the importer dies', () => {
   it('a pin the exporter made for an importer that died before counting it is undone', async () => {
     await env.start();
     await ok(env.send(1, { op: 'export', id: 1, kind: 'bound', dynamic: true, out: 1 }));
-    await ok(
-      env.send(2, { op: 'claim', desc: await ok(env.send(1, { op: 'share', ref: 1 })), out: 2 }),
-    );
+    await claimShare(env, 2, 2, 1);
     await ok(env.send(2, { op: 'attach', ref: 2, dynamic: true, dev: 'doomed', out: 3 }));
     const busy = env.send(1, { op: 'spin', ms: 300 });
     void env.send(2, { op: 'pin', att: 3 }).catch(() => null); // pinned later, never counted
@@ -313,12 +291,8 @@ describe('a last vunmap in flight when its thread dies', () => {
     await env.start();
     const d = Domain.current();
     const v = await ok(env.send(1, { op: 'export', id: 0, kind: 'bound', dynamic: false, out: 1 }));
-    await ok(
-      env.send(2, { op: 'claim', desc: await ok(env.send(1, { op: 'share', ref: 1 })), out: 2 }),
-    );
-    await ok(
-      env.send(0, { op: 'claim', desc: await ok(env.send(1, { op: 'share', ref: 1 })), out: 3 }),
-    );
+    await claimShare(env, 2, 2, 1);
+    await claimShare(env, 0, 3, 1);
     await ok(env.send(2, { op: 'vmap', ref: 2, out: 4 }));
     const busy = env.send(1, { op: 'spin', ms: 300 }); // the exporter's thread answers late
     void env.send(2, { op: 'vunmap', vmap: 4 }).catch(() => null);
@@ -345,9 +319,7 @@ describe('a first vmap in flight when its thread dies', () => {
   it('the exporter vunmaps what it mapped for the dead thread', async () => {
     await env.start();
     await ok(env.send(1, { op: 'export', id: 0, kind: 'bound', dynamic: false, out: 1 }));
-    await ok(
-      env.send(2, { op: 'claim', desc: await ok(env.send(1, { op: 'share', ref: 1 })), out: 2 }),
-    );
+    await claimShare(env, 2, 2, 1);
     const busy = env.send(1, { op: 'spin', ms: 300 }); // the exporter answers after the death
     void env.send(2, { op: 'vmap', ref: 2, out: 3 }).catch(() => null);
     await new Promise((r) => setTimeout(r, 50));
@@ -366,12 +338,8 @@ describe('a first vmap in flight when its thread dies', () => {
   it('vmapUnlocked gets its copy of the mapping before taking the lock (an owner blocked on that lock cannot hold it up)', async () => {
     await env.start();
     await ok(env.send(0, { op: 'export', id: 1, kind: 'shared', dynamic: false, out: 1 }));
-    await ok(
-      env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
-    );
-    await ok(
-      env.send(2, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 3 }),
-    );
+    await claimShare(env, 1, 2);
+    await claimShare(env, 2, 3);
     await ok(env.send(1, { op: 'vmap', ref: 2, out: 4 })); // worker 1 owns the mapping
     await ok(env.send(2, { op: 'hold', ref: 3 })); // somebody else holds the lock
     const buf = env.local.objs.get(1) as DmaBuf;
@@ -401,12 +369,8 @@ describe('the observing thread while it cleans up after a dead thread', () => {
       // The exporter lives in worker 1, so the cleanup of worker 2's attachment holds the lock
       // across a round trip to worker 1.
       await ok(env.send(1, { op: 'export', id: 0, kind: 'bound', dynamic: true, out: 1 }));
-      await ok(
-        env.send(0, { op: 'claim', desc: await ok(env.send(1, { op: 'share', ref: 1 })), out: 2 }),
-      );
-      await ok(
-        env.send(2, { op: 'claim', desc: await ok(env.send(1, { op: 'share', ref: 1 })), out: 3 }),
-      );
+      await claimShare(env, 0, 2, 1);
+      await claimShare(env, 2, 3, 1);
       await ok(env.send(2, { op: 'attach', ref: 3, dynamic: false, dev: 'doomed', out: 4 }));
       await ok(env.send(2, { op: 'map', att: 4, out: 5 }));
       const buf = env.local.objs.get(2) as DmaBuf;
@@ -466,9 +430,7 @@ describe('shared tables grown by another thread', () => {
     const { DmaFence: Fence } = await import('../../src/index.js');
     const fops = { getDriverName: () => 'main', getTimelineName: () => 'main' };
     await ok(env.send(0, { op: 'export', id: 0, kind: 'shared', dynamic: false, out: 1 }));
-    await ok(
-      env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
-    );
+    await claimShare(env, 1, 2);
     const mine = new Fence(fops, Fence.contextAlloc(1), 1);
     (mine as any).publish(); // its slot is one this thread has seen
     // The worker grows the fence table past what this thread has seen, then adds a fence there.
@@ -511,9 +473,7 @@ describe("a shared exporter's op in flight when the importer's thread dies", () 
   it('a static importer killed while the exporter maps, after it pinned, leaves nothing pinned', async () => {
     await env.start();
     await ok(env.send(0, { op: 'export', id: 0, kind: 'shared', dynamic: true, out: 1 }));
-    await ok(
-      env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
-    );
+    await claimShare(env, 1, 2);
     await ok(env.send(1, { op: 'attach', ref: 2, dynamic: false, dev: 'doomed', out: 3 }));
     gate(0, C_GATE_MAP, 1);
     void env.send(1, { op: 'map', att: 3, out: 4 }).catch(() => null);
@@ -531,9 +491,7 @@ describe("a shared exporter's op in flight when the importer's thread dies", () 
   it("an importer killed inside the exporter's unmap is not unmapped again", async () => {
     await env.start();
     await ok(env.send(0, { op: 'export', id: 1, kind: 'shared', dynamic: false, out: 1 }));
-    await ok(
-      env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
-    );
+    await claimShare(env, 1, 2);
     await ok(env.send(1, { op: 'attach', ref: 2, dynamic: false, dev: 'doomed', out: 3 }));
     await ok(env.send(1, { op: 'map', att: 3, out: 4 }));
     gate(1, C_GATE_UNMAP, 1);
@@ -559,14 +517,8 @@ describe('the vmap owner of a thread that exits', () => {
     const v = await ok(
       env.send(0, { op: 'export', id: 0, kind: 'shared', dynamic: false, out: 1 }),
     );
-    for (const [t, out] of [
-      [1, 2],
-      [2, 3],
-    ] as const) {
-      await ok(
-        env.send(t, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out }),
-      );
-    }
+    await claimShare(env, 1, 2);
+    await claimShare(env, 2, 3);
     await ok(env.send(1, { op: 'vmap', ref: 2, out: 4 })); // worker 1 owns the mapping
     await ok(env.send(2, { op: 'vmap', ref: 3, out: 5 }));
     const dead = bufView(d, v.slot, v.gen).vmapOwner;
@@ -595,9 +547,7 @@ describe('vmapUnlocked when the mapping changes hands while it waits for the loc
     it(`does not ask ${orphan ? 'a holder of a mapping whose owner exited' : 'the new owner'} under the lock (it may be blocked on it)`, async () => {
       await env.start();
       await ok(env.send(0, { op: 'export', id: 0, kind: 'shared', dynamic: false, out: 1 }));
-      await ok(
-        env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
-      );
+      await claimShare(env, 1, 2);
       await ok(env.send(1, { op: 'hold', ref: 2 }));
       const buf = env.local.objs.get(1) as DmaBuf;
       // Nothing is vmapped yet: nothing to ask before locking. Then it waits for the lock.
@@ -629,9 +579,7 @@ describe("a buffer's attachment list when the importer dies in the middle of cha
     const v = await ok(
       env.send(0, { op: 'export', id: 0, kind: 'shared', dynamic: false, out: 1 }),
     );
-    await ok(
-      env.send(1, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out: 2 }),
-    );
+    await claimShare(env, 1, 2);
     await ok(env.send(1, { op: 'attach', ref: 2, dynamic: false, dev: 'doomed', out: 3 }));
     assert.equal(bufView(d, v.slot, v.gen).attachments, 1);
     // As a detach killed after taking the record off the list, before the count: the list is
@@ -662,14 +610,8 @@ describe('a last vunmap by a thread that is not the owner, killed inside the exp
     const v = await ok(
       env.send(0, { op: 'export', id: 0, kind: 'shared', dynamic: false, out: 1 }),
     );
-    for (const [t, out] of [
-      [1, 2],
-      [2, 3],
-    ] as const) {
-      await ok(
-        env.send(t, { op: 'claim', desc: await ok(env.send(0, { op: 'share', ref: 1 })), out }),
-      );
-    }
+    await claimShare(env, 1, 2);
+    await claimShare(env, 2, 3);
     await ok(env.send(1, { op: 'vmap', ref: 2, out: 4 })); // worker 1 owns the mapping
     await ok(env.send(2, { op: 'vmap', ref: 3, out: 5 }));
     await ok(env.send(1, { op: 'vunmap', vmap: 4 })); // still the owner, holding none

@@ -35,6 +35,7 @@ import {
   WwMutex,
   type WwMutexDescriptor,
 } from '../../src/index.js';
+import { prng } from '../../tests/_rpc.js';
 import { setThreadNamer } from './counted-exporter.js';
 
 setThreadNamer(() => Domain.current().thread);
@@ -87,17 +88,6 @@ const DIRS: readonly DmaDataDirection[] = [DMA_BIDIRECTIONAL, DMA_TO_DEVICE, DMA
 /** Errors that are expected outcomes under load (aborted waits). */
 const EXPECTED = new Set(['ERESTARTSYS', 'EINTR']);
 
-function mulberry(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const yieldNow = (): Promise<void> => new Promise((r) => setImmediate(r));
 
@@ -133,7 +123,7 @@ export class Hammer {
   private seqno = 0;
 
   constructor(init: HammerInit) {
-    this.rnd = mulberry(init.seed);
+    this.rnd = prng(init.seed);
     this.stats = new Int32Array(init.stats);
     this.base = init.slot * STAT_WORDS;
     this.blocking = init.blocking;
