@@ -173,12 +173,18 @@ export interface FrameSize {
   label: string;
   bytes: number;
   frames: number;
+  /** Untimed frames before them, for every side (default: as many as `frames`, at most 2000). */
+  warmup?: number;
 }
 
 export const FRAME_SIZES: readonly FrameSize[] = [
-  { label: '64KiB', bytes: 64 << 10, frames: 8_000 },
-  { label: '1MiB', bytes: 1 << 20, frames: 800 },
-  { label: '1080p', bytes: 1920 * 1080 * 4, frames: 400 }, // RGBA, 7.9 MiB: the default frame
+  { label: '64KiB', bytes: 64 << 10, frames: 8_000, warmup: 8_000 },
+  { label: '1MiB', bytes: 1 << 20, frames: 800, warmup: 2000 },
+  // RGBA, 7.9 MiB: the default frame. 2000 warm-up frames: with 400, V8 was still optimizing the
+  // dmabuf stages' library code in the timed frames (measured per stage-frame: the implicit-sync
+  // steps took ~50 us after 400 warm-up frames and ~25 us after 3000, and dmabuf's throughput
+  // against sab-ring-nospin went from 0.78-0.86x to 0.97x in the same A/B).
+  { label: '1080p', bytes: 1920 * 1080 * 4, frames: 400, warmup: 2000 },
   { label: '32MiB', bytes: 32 << 20, frames: 40 },
 ];
 
@@ -189,9 +195,10 @@ export function pipelineRepeat(run: RunOptions): number {
 
 /**
  * Options for one frame size. Environment overrides: `BENCH_FRAMES` (timed frames, every size),
- * `BENCH_WARMUP` (warm-up frames, every size and every side; default as many as the timed frames,
- * at most 2000: the dmabuf side runs a library that V8 tiers up in four workers, ~1 s of compile
- * CPU on two cores, and a tenth of the frames left that inside the timed part),
+ * `BENCH_WARMUP` (warm-up frames, every size and every side; default the size's `warmup`, else as
+ * many as the timed frames, at most 2000 — when quick, always the latter: the dmabuf side runs a
+ * library that V8 tiers up in four workers, ~1 s of compile CPU on two cores, and a tenth of the
+ * frames left that inside the timed part),
  * `BENCH_SLOTS` (default 4), `BENCH_SPIN` (default 4096).
  */
 export function pipelineOptions(run: RunOptions, size: FrameSize): PipelineOptions {
@@ -203,7 +210,10 @@ export function pipelineOptions(run: RunOptions, size: FrameSize): PipelineOptio
   return {
     frameBytes: size.bytes,
     frames,
-    warmup: env('BENCH_WARMUP') ?? Math.max(2, Math.min(2000, frames)),
+    warmup:
+      env('BENCH_WARMUP') ??
+      (run.quick ? undefined : size.warmup) ??
+      Math.max(2, Math.min(2000, frames)),
     slots: env('BENCH_SLOTS') ?? 4,
     spin: env('BENCH_SPIN') ?? 4096,
   };
