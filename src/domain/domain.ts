@@ -22,6 +22,7 @@ import type { Worker, WorkerOptions } from 'node:worker_threads';
 import { isMainThread, Worker as NodeWorker, workerData } from 'node:worker_threads';
 import { DmaBufError, describe, fail } from '../errors.js';
 import { warn } from '../trace.js';
+import { createJournal, isJournal, RefJournal } from './_journal.js';
 import { SlotTable } from './_slots.js';
 import { StringTable } from './_strings.js';
 
@@ -76,6 +77,8 @@ export interface DomainDescriptor {
   control: SharedArrayBuffer;
   strings: SharedArrayBuffer;
   tables: Record<TableName, SharedArrayBuffer>;
+  /** The new thread's reference journal (see _journal.ts), kept by the thread that watches it. */
+  journal?: SharedArrayBuffer;
 }
 
 /** Called when a thread of the domain has exited, in the thread that observed the exit. */
@@ -110,14 +113,24 @@ export class Domain {
   readonly strings: StringTable;
   /** @internal The shared slot tables, one per kind of object. */
   readonly tables: Record<TableName, SlotTable>;
+  /**
+   * @internal This thread's reference journal: the shared references its views hold, dropped by
+   * the thread that watches it when it exits. Null in a thread nobody watches (the domain's
+   * creator, a worker joined by hand).
+   */
+  readonly journal: RefJournal | null;
   private readonly controlSab: SharedArrayBuffer;
+  /** Journals of the threads this thread watches, by thread index. */
+  private readonly journals = new Map<number, SharedArrayBuffer>();
 
   private constructor(
     controlSab: SharedArrayBuffer,
     strings: StringTable,
     tables: Record<TableName, SlotTable>,
     thread: number,
+    journal: RefJournal | null,
   ) {
+    this.journal = journal;
     this.controlSab = controlSab;
     this.control = new Int32Array(controlSab);
     this.control64 = new BigInt64Array(controlSab);
@@ -150,7 +163,7 @@ export class Domain {
         spec.linkWord,
       );
     }
-    return new Domain(controlSab, StringTable.create(), tables, 1);
+    return new Domain(controlSab, StringTable.create(), tables, 1, null);
   }
 
   /** Joins the domain a descriptor describes, as the thread it names. */
@@ -168,11 +181,14 @@ export class Domain {
     if (!Number.isInteger(t) || t < 1 || t >= MAX_THREADS) fail('EINVAL', 'bad thread index');
     if (Atomics.load(c, C_THREADS + 4 * t) !== THREAD_ALIVE)
       fail('EINVAL', `thread ${t} is not alive`);
+    if (desc.journal !== undefined && !isJournal(desc.journal))
+      fail('EINVAL', 'domain descriptor has a bad reference journal');
     const tables = {} as Record<TableName, SlotTable>;
     for (const [name, spec] of Object.entries(TABLES) as [TableName, TableSpec][]) {
       tables[name] = SlotTable.attach(desc.tables?.[name], spec.magic);
     }
-    return new Domain(desc.control, StringTable.attach(desc.strings), tables, t);
+    const journal = desc.journal === undefined ? null : new RefJournal(desc.journal);
+    return new Domain(desc.control, StringTable.attach(desc.strings), tables, t, journal);
   }
 
   /**
@@ -276,7 +292,28 @@ export class Domain {
    */
   threadData(extra: Record<string, unknown> = {}): Record<string, unknown> {
     if (extra === null || typeof extra !== 'object') fail('EINVAL', 'workerData must be an object');
-    return { ...extra, [WORKER_DATA_KEY]: this.descriptor(this.allocThread()) };
+    const desc = this.descriptor(this.allocThread());
+    desc.journal = createJournal();
+    this.journals.set(desc.thread, desc.journal);
+    return { ...extra, [WORKER_DATA_KEY]: desc };
+  }
+
+  /**
+   * @internal The reference journal of thread `t`, when this thread made its {@link threadData}
+   * (exit hooks drop what it records); undefined otherwise.
+   */
+  journalOf(t: number): SharedArrayBuffer | undefined {
+    return this.journals.get(t);
+  }
+
+  /** @internal Records a reference a view of this thread just took ({@link RefJournal#add}). */
+  journalAdd(kind: number, slot: number): number {
+    return this.journal === null ? -1 : this.journal.add(kind, slot);
+  }
+
+  /** @internal Clears a record before its reference is dropped ({@link RefJournal#remove}). */
+  journalRemove(w: number): void {
+    if (w >= 0 && this.journal !== null) this.journal.remove(w);
   }
 
   /**
@@ -333,6 +370,7 @@ export class Domain {
         warn(`dmabuf: thread-exit cleanup failed: ${String(e)}`);
       }
     }
+    this.journals.delete(t);
     Atomics.store(this.control, w, THREAD_FREE);
   }
 }

@@ -29,6 +29,7 @@
 
 import { nowNs } from '../clock.js';
 import { beginSignalling, endSignalling, mightWait } from '../debug/lockdep.js';
+import { J_FENCE, journalEntries } from '../domain/_journal.js';
 import { SlotMap } from '../domain/_slotmap.js';
 import {
   getWaitPolicy,
@@ -324,6 +325,8 @@ export class DmaFence {
   /** @internal shared slot, or 0 while thread-local / after the final state was adopted */
   _slot = 0;
   /** @internal */ _gen = 0;
+  /** @internal this thread's journal word for the slot reference (_slot or _tsSlot), or -1 */
+  _jw = -1;
   /** @internal the domain of the slot */ _domain: Domain | null = null;
   /** @internal true for a view of a fence created in another thread */ _remote = false;
   /** @internal names recorded for remote views */ _names: [string, string] | null = null;
@@ -487,6 +490,8 @@ export class DmaFence {
     this._timestamp = ts;
     this.flags |= TIMESTAMP;
     this._tsSlot = 0;
+    d.journalRemove(this._jw);
+    this._jw = -1;
     slotPut(d, slot);
     return true;
   }
@@ -803,6 +808,7 @@ export class DmaFence {
       // Keep the slot alive across the wait even if another path drops this view's reference.
       const slot = this._slot;
       slotGet(d, slot);
+      const jw = d.journalAdd(J_FENCE, slot);
       try {
         for (;;) {
           const st = Atomics.load(t.i32, b + F_STATE);
@@ -816,6 +822,7 @@ export class DmaFence {
         }
       } finally {
         this.syncFromSlot(true);
+        d.journalRemove(jw);
         slotPut(d, slot);
       }
       return remaining(start, timeoutMs);
@@ -1007,6 +1014,8 @@ export class DmaFence {
       // Its signaler died before writing the time: keep none, drop the reference.
       const slot = this._tsSlot;
       this._tsSlot = 0;
+      this._domain!.journalRemove(this._jw);
+      this._jw = -1;
       slotPut(this._domain!, slot);
     }
     if (!this._remote) this.ops.release?.(this);
@@ -1090,6 +1099,7 @@ export class DmaFence {
     this._domain = d;
     this._slot = slot;
     this._gen = gen;
+    this._jw = d.journalAdd(J_FENCE, slot);
     pending.set(slot, this);
     if (pending.size >= sweepAt) sweep();
   }
@@ -1100,6 +1110,8 @@ export class DmaFence {
     const slot = this._slot;
     this._slot = 0;
     if (pending.get(slot) === this) pending.delete(slot);
+    this._domain!.journalRemove(this._jw);
+    this._jw = -1;
     slotPut(this._domain!, slot);
   }
 
@@ -1234,6 +1246,16 @@ onThreadExit(10, (d, thread) => {
       slotSignalError(d, slot, -2, ts);
     }
   }
+});
+
+// References the exited thread's views held on fence slots (its own published fences, its views of
+// other threads' fences, its pending async waits) are dropped. After the hook above, so that a
+// pending fence it created is signaled before its last reference can go.
+onThreadExit(30, (d, thread) => {
+  const journal = d.journalOf(thread);
+  if (journal === undefined) return;
+  const t = d.tables.fence;
+  for (const slot of journalEntries(journal, J_FENCE)) if (t.isSlot(slot)) slotPut(d, slot);
 });
 
 /** The wait policy knobs, re-exported for tests and benchmarks. */

@@ -64,6 +64,7 @@
  * ```
  */
 
+import { J_RECORD, journalEntries } from '../domain/_journal.js';
 import { HEADER_WORDS, type SlotTable } from '../domain/_slots.js';
 import { type Domain, onThreadExit } from '../domain/domain.js';
 import { trace } from '../trace.js';
@@ -280,3 +281,28 @@ onThreadExit(20, (d, thread) => {
     wakeRecord(i32, b);
   }
 });
+
+// The record references the exited thread's DmaResv and WwMutex views held (its journal, see
+// _journal.ts) are dropped — after the hook above, so that a lock it held is released first, and
+// the last reference can destroy the record.
+onThreadExit(30, (d, thread) => {
+  const journal = d.journalOf(thread);
+  if (journal === undefined) return;
+  const t = d.tables.resv;
+  for (const slot of journalEntries(journal, J_RECORD)) if (t.isSlot(slot)) recordPut(d, slot);
+});
+
+const HELD_SHIFT = 2 ** 22;
+
+/**
+ * A view's record slot and journal word packed into one number, the held value of a
+ * FinalizationRegistry (no object per view). The word is below 2^21 (journal capacity) or -1.
+ */
+export function packHeld(slot: number, jw: number): number {
+  return slot * HELD_SHIFT + (jw + 1);
+}
+
+/** The slot and journal word of {@link packHeld}. */
+export function unpackHeld(held: number): [number, number] {
+  return [Math.floor(held / HELD_SHIFT), (held % HELD_SHIFT) - 1];
+}

@@ -38,6 +38,7 @@
  * Layouts: `_record.ts`.
  */
 
+import { J_RECORD } from '../domain/_journal.js';
 import { SlotMap } from '../domain/_slotmap.js';
 import { Domain } from '../domain/domain.js';
 import { checkNs, checkSignalOpts, describe, fail } from '../errors.js';
@@ -72,6 +73,7 @@ import {
   INLINE_ENTRIES,
   KIND_RESV,
   ownerThread,
+  packHeld,
   R_COUNT,
   R_INLINE,
   R_LIST,
@@ -83,6 +85,7 @@ import {
   recordPut,
   recordViews,
   registerKind,
+  unpackHeld,
 } from './_record.js';
 import {
   reservationWwClass,
@@ -335,10 +338,14 @@ export interface DmaResvDescriptor {
 let adoptRecord: { d: Domain; slot: number; gen: number } | null = null;
 // shared records: slot → this thread's view (an array-backed map: see _slotmap.ts for why not a Map)
 const views = new SlotMap<WeakRef<DmaResv>>();
-const collected = new FinalizationRegistry<number>((slot) => {
+// Held value: the record slot and this thread's journal word for the view's reference (packed).
+const collected = new FinalizationRegistry<number>((held) => {
+  const [slot, jw] = unpackHeld(held);
   const ref = views.get(slot);
   if (ref !== undefined && ref.deref() === undefined) views.delete(slot);
-  recordPut(Domain.current(), slot);
+  const d = Domain.current();
+  d.journalRemove(jw);
+  recordPut(d, slot);
 });
 
 export class DmaResv {
@@ -352,6 +359,8 @@ export class DmaResv {
   /** This thread's fence objects for entries (slot → gen, fence): keeps identity stable. */
   private objs: Map<number, { gen: number; fence: DmaFence }> | null = null;
   /** @internal set by fini() */ _dead = false;
+  /** This thread's journal word for the view's reference, or -1. */
+  private _jw: number;
 
   /** `dma_resv_init`: a new, unlocked reservation object without fences. */
   constructor() {
@@ -366,7 +375,8 @@ export class DmaResv {
     const views = recordViews(d.tables.resv, slot);
     this.r32 = views.i32;
     this.r64 = views.i64;
-    collected.register(this, slot, this);
+    this._jw = d.journalAdd(J_RECORD, slot);
+    collected.register(this, packHeld(slot, this._jw), this);
   }
 
   /** Same as `new DmaResv()`. */
@@ -436,6 +446,8 @@ export class DmaResv {
     collected.unregister(this);
     const ref = views.get(this._slot);
     if (ref !== undefined && ref.deref() === this) views.delete(this._slot);
+    this._d.journalRemove(this._jw);
+    this._jw = -1;
     recordPut(this._d, this._slot);
   }
 

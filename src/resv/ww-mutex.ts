@@ -55,6 +55,7 @@ import {
   released as lockdepReleased,
   mightLock,
 } from '../debug/lockdep.js';
+import { J_RECORD } from '../domain/_journal.js';
 import { SlotMap } from '../domain/_slotmap.js';
 import { waitWhileEqualsAsync, waitWhileEqualsSync } from '../domain/_wait.js';
 import { Domain } from '../domain/domain.js';
@@ -69,6 +70,7 @@ import {
   OWNER_THREAD_SHIFT,
   ownerOf,
   ownerThread,
+  packHeld,
   R_CLAIM,
   R_CLAIM_OWNER,
   R_LOCK,
@@ -81,6 +83,7 @@ import {
   recordPut,
   recordViews,
   stampOf,
+  unpackHeld,
   wakeRecord,
   younger,
 } from './_record.js';
@@ -237,10 +240,14 @@ function threadValue(thread: number): bigint {
 let overRecord: { d: Domain; slot: number; gen: number; owning: boolean } | null = null;
 // standalone mutexes: slot → view here (array-backed: see _slotmap.ts for why not a Map)
 const views = new SlotMap<WeakRef<WwMutex>>();
-const collected = new FinalizationRegistry<number>((slot) => {
+// Held value: the record slot and this thread's journal word for the view's reference (packed).
+const collected = new FinalizationRegistry<number>((held) => {
+  const [slot, jw] = unpackHeld(held);
   const ref = views.get(slot);
   if (ref !== undefined && ref.deref() === undefined) views.delete(slot);
-  recordPut(Domain.current(), slot);
+  const d = Domain.current();
+  d.journalRemove(jw);
+  recordPut(d, slot);
 });
 
 /**
@@ -261,6 +268,8 @@ export class WwMutex {
   private readonly owning: boolean;
   private dead = false;
   private died = false;
+  /** This thread's journal word for an owning view's reference, or -1. */
+  private jw = -1;
   /** The acquisition under way is a blocking one (lockdep-lite: the thread is the task). */
   private blocking = false;
   /** The context of this thread holding the lock (one view per record and thread). */
@@ -291,8 +300,9 @@ export class WwMutex {
     this.threadValue = threadValue(d.thread);
     this.owning = over === null || over.owning;
     if (this.owning) {
+      this.jw = d.journalAdd(J_RECORD, slot);
       views.set(slot, new WeakRef(this));
-      collected.register(this, slot, this);
+      collected.register(this, packHeld(slot, this.jw), this);
     }
   }
 
@@ -357,6 +367,8 @@ export class WwMutex {
     collected.unregister(this);
     const ref = views.get(this._slot);
     if (ref !== undefined && ref.deref() === this) views.delete(this._slot);
+    this._d.journalRemove(this.jw);
+    this.jw = -1;
     recordPut(this._d, this._slot);
   }
 

@@ -195,12 +195,7 @@ describe('fuzz: forged and stale descriptors posted to a real worker', () => {
     assert.equal(DmaBuf.iterBegin(), null);
   });
 
-  it("the references the exited worker's reservation and fence views held are dropped", {
-    todo:
-      'thread exit puts buffer references (handle records) and frees locks, but not the record ' +
-      "references held by the dead thread's DmaResv and DmaFence views: here the worker's view " +
-      "of a buffer's reservation object (kept by its recently-used buffer cache) leaks one record",
-  }, () => {
+  it("the references the exited worker's reservation and fence views held are dropped", () => {
     const occ = occupancy();
     for (const name of ['resv', 'fence'] as const)
       assert.ok(occ[name] <= base.occ[name], `table ${name}: ${occ[name]} > ${base.occ[name]}`);
