@@ -289,8 +289,7 @@ export function coreCount(): number {
 
 /** @internal takes the buffer's reference on `resv`; returns the [slot, gen] the record stores. */
 export function resvRef(resv: DmaResv): [number, number] {
-  const desc = resv.share();
-  return [desc.s, desc.g];
+  return resv._ref();
 }
 
 /** @internal drops the buffer's reference on its reservation record. */
@@ -306,7 +305,7 @@ export function resvFromRef(d: Domain, slot: number, gen: number): DmaResv {
   if (!recordCheck(d, slot, gen, KIND_RESV))
     fail('EBADF', "the buffer's reservation object is gone");
   recordGet(d, slot);
-  return DmaResv.fromShared({ t: 'resv', d: d.id, s: slot, g: gen });
+  return DmaResv._adopt(d, slot, gen);
 }
 
 // ---- reference counting ---------------------------------------------------------------------------

@@ -65,6 +65,8 @@ export const TABLES = {
   buf: { magic: 0x42554631, slotWords: 40, initial: 1024, max: 1 << 20 },
   attach: { magic: 0x41545431, slotWords: 16, initial: 1024, max: 1 << 20 },
   handle: { magic: 0x484e4431, slotWords: 8, initial: 1024, max: 1 << 21 },
+  // Exactly-once claims of the references fence, resv and ww-mutex descriptors carry (_tickets.ts).
+  ticket: { magic: 0x544b5431, slotWords: 8, initial: 1024, max: 1 << 21 },
 } as const satisfies Record<string, TableSpec>;
 
 export type TableName = keyof typeof TABLES;

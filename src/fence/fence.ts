@@ -31,6 +31,7 @@ import { nowNs } from '../clock.js';
 import { beginSignalling, endSignalling, mightWait } from '../debug/lockdep.js';
 import { J_FENCE, journalEntries } from '../domain/_journal.js';
 import { SlotMap } from '../domain/_slotmap.js';
+import { TK_FENCE, ticketClaim, ticketIssue } from '../domain/_tickets.js';
 import {
   getWaitPolicy,
   holdKeepAlive,
@@ -196,6 +197,10 @@ export interface LeafDescriptor {
   /** Slot and generation while pending (one reference travels with the descriptor). */
   s?: number;
   g?: number;
+  /** The ticket that reference is claimed with, exactly once (see domain/_tickets.ts). */
+  k?: number;
+  kg?: number;
+  n?: number;
   /** Final state when the fence was already signaled: error, timestamp, names. */
   e?: number;
   ts?: bigint;
@@ -1059,6 +1064,7 @@ export class DmaFence {
       f: this.flags & SEQNO64,
       s: this._slot,
       g: this._gen,
+      ...ticketIssue(d, TK_FENCE, this._slot, this._gen),
     };
   }
 
@@ -1160,6 +1166,9 @@ export class DmaFence {
     const t = d.tables.fence;
     if (!t.isSlot(slot) || !Number.isInteger(gen)) fail('EBADF', 'fence descriptor names no fence');
     if (consumedDescs.has(l)) fail('EBADF', 'the fence descriptor was already consumed');
+    // One claim per share, whatever the number of copies posted: the ticket.
+    if (!ticketClaim(d, TK_FENCE, slot, gen, l))
+      fail('EBADF', 'stale, forged or already consumed fence descriptor');
     // The descriptor carries a reference: prove it is still the same fence by taking another,
     // then drop the descriptor's.
     if (!slotTryGet(d, slot, gen)) fail('EBADF', 'stale fence descriptor');

@@ -40,6 +40,7 @@
 
 import { J_RECORD } from '../domain/_journal.js';
 import { SlotMap } from '../domain/_slotmap.js';
+import { TK_RESV, ticketClaim, ticketIssue } from '../domain/_tickets.js';
 import { Domain } from '../domain/domain.js';
 import { checkNs, checkSignalOpts, describe, fail } from '../errors.js';
 import {
@@ -333,6 +334,10 @@ export interface DmaResvDescriptor {
   d: number;
   s: number;
   g: number;
+  /** The ticket its reference is claimed with (see domain/_tickets.ts). */
+  k: number;
+  kg: number;
+  n: number;
 }
 
 let adoptRecord: { d: Domain; slot: number; gen: number } | null = null;
@@ -401,7 +406,13 @@ export class DmaResv {
     this.check();
     recordGet(this._d, this._slot);
     if (views.get(this._slot)?.deref() !== this) views.set(this._slot, new WeakRef(this));
-    return { t: 'resv', d: this._d.id, s: this._slot, g: this._gen };
+    return {
+      t: 'resv',
+      d: this._d.id,
+      s: this._slot,
+      g: this._gen,
+      ...ticketIssue(this._d, TK_RESV, this._slot, this._gen),
+    };
   }
 
   /**
@@ -417,20 +428,40 @@ export class DmaResv {
     if (!recordCheck(d, desc.s, desc.g, KIND_RESV))
       fail('EBADF', 'stale reservation object descriptor');
     if (!consumeDescriptor(desc)) fail('EBADF', 'the reservation descriptor was already consumed');
-    const existing = views.get(desc.s)?.deref();
-    if (existing !== undefined && existing._gen === desc.g && !existing._dead) {
-      recordPut(d, desc.s);
+    // One claim per share, whatever the number of copies posted: the ticket.
+    if (!ticketClaim(d, TK_RESV, desc.s, desc.g, desc))
+      fail('EBADF', 'stale, forged or already consumed reservation descriptor');
+    return DmaResv._adopt(d, desc.s, desc.g);
+  }
+
+  /**
+   * This thread's view of the record `slot`/`gen`, handed a reference the caller holds (the view
+   * keeps it, or drops it when this thread already has a view). For modules that keep record
+   * references in shared memory (a buffer record's). @internal
+   */
+  static _adopt(d: Domain, slot: number, gen: number): DmaResv {
+    const existing = views.get(slot)?.deref();
+    if (existing !== undefined && existing._gen === gen && !existing._dead) {
+      recordPut(d, slot);
       return existing;
     }
-    adoptRecord = { d, slot: desc.s, gen: desc.g };
+    adoptRecord = { d, slot, gen };
     let r: DmaResv;
     try {
       r = new DmaResv();
     } finally {
       adoptRecord = null;
     }
-    views.set(desc.s, new WeakRef(r));
+    views.set(slot, new WeakRef(r));
     return r;
+  }
+
+  /** Takes a reference on the record for a module that keeps it in shared memory. @internal */
+  _ref(): [number, number] {
+    this.check();
+    recordGet(this._d, this._slot);
+    if (views.get(this._slot)?.deref() !== this) views.set(this._slot, new WeakRef(this));
+    return [this._slot, this._gen];
   }
 
   /**

@@ -57,6 +57,7 @@ import {
 } from '../debug/lockdep.js';
 import { J_RECORD } from '../domain/_journal.js';
 import { SlotMap } from '../domain/_slotmap.js';
+import { TK_MUTEX, ticketClaim, ticketIssue } from '../domain/_tickets.js';
 import { waitWhileEqualsAsync, waitWhileEqualsSync } from '../domain/_wait.js';
 import { Domain } from '../domain/domain.js';
 import { checkSignalOpts, DmaBufError, describe, fail } from '../errors.js';
@@ -204,6 +205,10 @@ export interface WwMutexDescriptor {
   g: number;
   /** Class name. */
   c: string;
+  /** The ticket its reference is claimed with (see domain/_tickets.ts). */
+  k: number;
+  kg: number;
+  n: number;
 }
 
 /** One locking attempt that has to look at the lock more closely than one CAS. */
@@ -326,7 +331,14 @@ export class WwMutex {
     this.check();
     if (!this.owning) fail('EINVAL', 'share the reservation object, not its lock');
     recordGet(this._d, this._slot);
-    return { t: 'ww-mutex', d: this._d.id, s: this._slot, g: this._gen, c: this.wwClass.name };
+    return {
+      t: 'ww-mutex',
+      d: this._d.id,
+      s: this._slot,
+      g: this._gen,
+      c: this.wwClass.name,
+      ...ticketIssue(this._d, TK_MUTEX, this._slot, this._gen),
+    };
   }
 
   /**
@@ -343,6 +355,9 @@ export class WwMutex {
       fail('EINVAL', 'ww-mutex descriptor has no valid class name');
     if (!recordCheck(d, desc.s, desc.g, KIND_MUTEX)) fail('EBADF', 'stale ww-mutex descriptor');
     if (!consumeDescriptor(desc)) fail('EBADF', 'the ww-mutex descriptor was already consumed');
+    // One claim per share, whatever the number of copies posted: the ticket.
+    if (!ticketClaim(d, TK_MUTEX, desc.s, desc.g, desc))
+      fail('EBADF', 'stale, forged or already consumed ww-mutex descriptor');
     const existing = views.get(desc.s)?.deref();
     if (existing !== undefined && existing._gen === desc.g && !existing.dead) {
       recordPut(d, desc.s);
