@@ -487,7 +487,7 @@ export class World {
 
 // ---- the health check -------------------------------------------------------------------------------
 
-const TABLES: TableName[] = ['fence', 'resv', 'resvList', 'buf', 'attach', 'handle'];
+const TABLES: TableName[] = ['fence', 'resv', 'resvList', 'buf', 'attach', 'handle', 'ticket'];
 
 /** Allocated slots of each shared table. */
 export function occupancy(d: Domain = Domain.current()): Record<TableName, number> {
