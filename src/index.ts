@@ -73,6 +73,16 @@ export {
   systemHeap,
   systemHeapBufOps,
 } from './heap/system.js';
+export type { WasmHeapBuffer, WasmHeapDescriptor, WasmHeapOptions } from './heap/wasm.js';
+export {
+  createWasmHeap,
+  openWasmHeap,
+  WASM_HEAP_KIND,
+  WASM_PAGE_SIZE,
+  wasmHeapBuffer,
+  wasmHeapBufOps,
+  wasmHeapDescriptor,
+} from './heap/wasm.js';
 export type { DmaResvDescriptor, DmaResvEntry } from './resv/resv.js';
 export { DmaResv, DmaResvIter, DmaResvUsage } from './resv/resv.js';
 export type {

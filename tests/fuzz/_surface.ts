@@ -13,6 +13,7 @@ import type { ErrnoCode } from '../../src/errors.js';
 import {
   codeOf,
   configureSystemHeap,
+  createWasmHeap,
   DMA_BIDIRECTIONAL,
   DMA_BUF_IOCTL_EXPORT_SYNC_FILE,
   DMA_BUF_IOCTL_IMPORT_SYNC_FILE,
@@ -51,6 +52,7 @@ import {
   O_CLOEXEC,
   O_RDWR,
   onThreadExit,
+  openWasmHeap,
   pageAlign,
   registerSharedExporter,
   SEEK_END,
@@ -68,6 +70,8 @@ import {
   WwAcquireCtx,
   WwClass,
   WwMutex,
+  wasmHeapBuffer,
+  wasmHeapDescriptor,
 } from '../../src/index.js';
 import { MockExporter, MovableExporter, SwSyncTimeline } from '../../src/testing/index.js';
 import { flagsKind, flagsOptKind, K, type Kind, optional, withCodes } from './_values.js';
@@ -126,6 +130,12 @@ const X = (
 });
 
 const DISPOSE = String(Symbol.dispose);
+
+// The WebAssembly heap the wasm rows allocate from, and fresh heap names.
+let wasmHeaps = 0;
+const wasmName = (): string => `fuzz-wasm-${++wasmHeaps}`;
+const wasmFuzzHeap = (): DmaHeap =>
+  DmaHeap.find('fuzz-wasm') ?? createWasmHeap({ name: 'fuzz-wasm', maximumPages: 64 });
 const ASYNC_DISPOSE = String(Symbol.asyncDispose);
 
 // ---- shared parameter specs --------------------------------------------------------------------------
@@ -1890,6 +1900,85 @@ export const ENTRIES: readonly Entry[] = [
     { codes: ['EINVAL'] },
   ),
 
+  // ---- WebAssembly heap -------------------------------------------------------------------------------
+  // Heaps cannot be removed from a thread's registry (nor in the kernel): these rows make a few
+  // each, with fresh names, and stay out of the generative run.
+  fn(
+    'createWasmHeap',
+    (o) => createWasmHeap(o),
+    [
+      P(K.object, () => ({ name: wasmName(), maximumPages: 2 }), {
+        fields: {
+          name: P(K.str, () => wasmName()),
+          maximumPages: P(K.uint, () => 2, {
+            extra: [X('0', () => 0, ['EINVAL']), X('65537', () => 65537, ['EINVAL'])],
+          }),
+          initialPages: P(optional(K.uint), () => undefined, {
+            extra: [X('above the maximum', () => 3, ['EINVAL'])],
+          }),
+          reservedBytes: P(optional(K.uint), () => undefined, {
+            extra: [X('not a page multiple', () => 100, ['EINVAL'])],
+          }),
+          memory: P(K.objectOpt, () => undefined, {
+            extra: [
+              X('not shared', () => new WebAssembly.Memory({ initial: 1, maximum: 2 }), ['EINVAL']),
+            ],
+          }),
+        },
+      }),
+    ],
+    { codes: ['EINVAL', 'ENOMEM', 'EBUSY'], noGen: true, post: () => {} },
+  ),
+  fn(
+    'wasmHeapDescriptor',
+    (h) => wasmHeapDescriptor(h),
+    [
+      P(
+        { name: 'DmaHeap', codes: ['EINVAL'], valid: (v) => v instanceof DmaHeap },
+        () => wasmFuzzHeap(),
+        { extra: [X('the system heap', () => systemHeap, ['EINVAL'])] },
+      ),
+    ],
+    { codes: ['EINVAL'] },
+  ),
+  fn(
+    'openWasmHeap',
+    (d) => openWasmHeap(d),
+    [
+      P(K.descriptor, () => ({ ...wasmHeapDescriptor(wasmFuzzHeap()), name: wasmName() }), {
+        extra: [
+          X('a name registered here', () => wasmHeapDescriptor(wasmFuzzHeap()), ['EINVAL']),
+          X(
+            'a foreign allocator',
+            () => ({
+              ...wasmHeapDescriptor(wasmFuzzHeap()),
+              name: wasmName(),
+              alloc: new SharedArrayBuffer(64),
+            }),
+            ['EINVAL'],
+          ),
+        ],
+      }),
+    ],
+    { codes: ['EINVAL', 'EBUSY'], noGen: true, post: () => {} },
+  ),
+  fn(
+    'wasmHeapBuffer',
+    (b) => wasmHeapBuffer(b),
+    [
+      P(
+        { name: 'DmaBuf', codes: ['EINVAL'], valid: (v) => v instanceof DmaBuf },
+        (w) => {
+          const b = wasmFuzzHeap().allocateBuffer(4096);
+          w.adopt(b);
+          return b;
+        },
+        { extra: [X('a system heap buffer', (w) => w.buf(), ['EINVAL'])] },
+      ),
+    ],
+    { codes: ['EINVAL'] },
+  ),
+
   // ---- Domain -------------------------------------------------------------------------------------
   fn('Domain.create', () => Domain.create(), [], { noGen: true }),
   fn(
@@ -2386,6 +2475,16 @@ export const NOT_ENTRY_POINTS: Readonly<Record<string, string>> = {
   'WwMutex#dropClaim': TS_PRIVATE,
   'WwMutex#acquired': TS_PRIVATE,
   'systemHeapBufOps.attach': DRIVER_OP,
+  'wasmHeapBufOps.attach': DRIVER_OP,
+  'wasmHeapBufOps.detach': DRIVER_OP,
+  'wasmHeapBufOps.mapDmaBuf': DRIVER_OP,
+  'wasmHeapBufOps.unmapDmaBuf': DRIVER_OP,
+  'wasmHeapBufOps.release': DRIVER_OP,
+  'wasmHeapBufOps.beginCpuAccess': DRIVER_OP,
+  'wasmHeapBufOps.endCpuAccess': DRIVER_OP,
+  'wasmHeapBufOps.mmap': DRIVER_OP,
+  'wasmHeapBufOps.vmap': DRIVER_OP,
+  'wasmHeapBufOps.vunmap': DRIVER_OP,
   'systemHeapBufOps.detach': DRIVER_OP,
   'systemHeapBufOps.mapDmaBuf': DRIVER_OP,
   'systemHeapBufOps.unmapDmaBuf': DRIVER_OP,

@@ -1,0 +1,174 @@
+/**
+ * The WebAssembly heap (src/heap/wasm.ts): buffers carved out of a shared WebAssembly.Memory, read
+ * and written in place by WebAssembly code in any worker, under implicit sync.
+ */
+
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { after, before, describe, it } from 'node:test';
+import type { Worker } from 'node:worker_threads';
+import {
+  createWasmHeap,
+  DMA_FROM_DEVICE,
+  DmaBuf,
+  DmaHeap,
+  Domain,
+  PAGE_SIZE,
+  WASM_PAGE_SIZE,
+  wasmHeapBuffer,
+  wasmHeapDescriptor,
+} from '../src/index.js';
+import { kernels } from './_wasm-kernels.js';
+
+const workerUrl = new URL('./fixtures/wasm-worker.js', import.meta.url);
+let names = 0;
+const fresh = (): string => `wasm-test-${++names}`;
+
+function code(f: () => unknown): string | undefined {
+  try {
+    f();
+  } catch (e) {
+    return (e as { code?: string }).code;
+  }
+  return undefined;
+}
+
+describe('WebAssembly heap', () => {
+  it('refuses bad options with EINVAL', () => {
+    assert.equal(
+      code(() => createWasmHeap(null as never)),
+      'EINVAL',
+    );
+    assert.equal(
+      code(() => createWasmHeap({ name: '', maximumPages: 4 })),
+      'EINVAL',
+    );
+    assert.equal(
+      code(() => createWasmHeap({ name: fresh(), maximumPages: 0 })),
+      'EINVAL',
+    );
+    assert.equal(
+      code(() => createWasmHeap({ name: fresh(), maximumPages: 65537 })),
+      'EINVAL',
+    );
+    assert.equal(
+      code(() => createWasmHeap({ name: 'system', maximumPages: 4 })),
+      'EINVAL',
+    );
+    assert.equal(
+      code(() => createWasmHeap({ name: fresh(), maximumPages: 2, initialPages: 3 })),
+      'EINVAL',
+    );
+    const unshared = new WebAssembly.Memory({ initial: 1, maximum: 4 });
+    assert.equal(
+      code(() => createWasmHeap({ name: fresh(), maximumPages: 4, memory: unshared })),
+      'EINVAL',
+    );
+    assert.equal(
+      code(() => createWasmHeap({ name: fresh(), maximumPages: 4, reservedBytes: 100 })),
+      'EINVAL',
+    );
+    assert.equal(
+      code(() => wasmHeapBuffer(DmaHeap.find('system')!.allocateBuffer(4096))),
+      'EINVAL',
+    );
+    assert.equal(
+      code(() => wasmHeapDescriptor(DmaHeap.find('system')!)),
+      'EINVAL',
+    );
+  });
+
+  it('allocates zeroed, page-aligned, non-overlapping buffers; reuses freed pages; grows; ENOMEM at the maximum', () => {
+    const heap = createWasmHeap({ name: fresh(), maximumPages: 4, reservedBytes: PAGE_SIZE });
+    const a = heap.allocateBuffer(10_000); // 3 pages
+    const b = heap.allocateBuffer(PAGE_SIZE);
+    const pa = wasmHeapBuffer(a);
+    const pb = wasmHeapBuffer(b);
+    assert.equal(pa.offset, PAGE_SIZE, 'the reserved page is skipped');
+    assert.equal(pa.size, 3 * PAGE_SIZE);
+    assert.equal(pb.offset, 4 * PAGE_SIZE);
+    assert.equal(pa.memory, pb.memory);
+    const bytes = new Uint8Array(pa.memory.buffer, pa.offset, pa.size);
+    bytes.fill(0xee);
+    a.put();
+    // The freed pages come back, zeroed.
+    const c = heap.allocateBuffer(2 * PAGE_SIZE);
+    const pc = wasmHeapBuffer(c);
+    assert.equal(pc.offset, PAGE_SIZE);
+    assert.ok(new Uint8Array(pc.memory.buffer, pc.offset, pc.size).every((x) => x === 0));
+    // More than the first WebAssembly page: the memory grows.
+    const before = pc.memory.buffer.byteLength;
+    const big = heap.allocateBuffer(2 * WASM_PAGE_SIZE);
+    assert.ok(pc.memory.buffer.byteLength > before, 'grown');
+    const pbig = wasmHeapBuffer(big);
+    assert.ok(pbig.offset + pbig.size <= pc.memory.buffer.byteLength);
+    // 4 WebAssembly pages in all: nothing of that size is left.
+    assert.equal(
+      code(() => heap.allocateBuffer(2 * WASM_PAGE_SIZE)),
+      'ENOMEM',
+    );
+    for (const x of [b, c, big]) x.put();
+    // Everything free again: the big run fits now.
+    heap.allocateBuffer(3 * WASM_PAGE_SIZE).put();
+  });
+
+  it('maps the same bytes WebAssembly code writes, zero-copy', async () => {
+    const heap = createWasmHeap({ name: fresh(), maximumPages: 8 });
+    const buf = heap.allocateBuffer(3 * PAGE_SIZE);
+    const { memory, offset, size } = wasmHeapBuffer(buf);
+    kernels(memory).fill(offset, size, 9);
+    const [view] = await buf.mmapSegments();
+    assert.equal(view!.buffer, memory.buffer);
+    assert.equal(view!.byteOffset, offset);
+    assert.ok(view!.every((x) => x === 9));
+    buf.put();
+  });
+
+  describe('across workers', () => {
+    let w: Worker;
+    before(() => {
+      w = Domain.current().spawn(workerUrl);
+    });
+    after(async () => {
+      await w.terminate();
+    });
+
+    it('a worker fills a buffer from WebAssembly under a WRITE fence; this thread waits for it, not for a message', async () => {
+      const heap = createWasmHeap({ name: fresh(), maximumPages: 16 });
+      const buf = heap.allocateBuffer(64 * 1024);
+      const { memory, offset, size } = wasmHeapBuffer(buf);
+      w.postMessage({ op: 'fill', buf: buf.share(), value: 0x5a });
+      await once(w, 'message'); // started: its fence is in the buffer's reservation object
+      await buf.beginCpuAccess(DMA_FROM_DEVICE); // waits for the writer's fence
+      assert.equal(kernels(memory).sum(offset, size), 0x5a * size, 'this thread sees every byte');
+      await buf.endCpuAccess(DMA_FROM_DEVICE);
+      const [done] = (await once(w, 'message')) as [{ sum: number }];
+      assert.equal(done.sum, 0x5a * size);
+      buf.put();
+    });
+
+    it('another thread allocates from the same heap; pages freed here are free there', async () => {
+      const heap = createWasmHeap({ name: fresh(), maximumPages: 16 });
+      const mine = heap.allocateBuffer(PAGE_SIZE);
+      w.postMessage({ op: 'alloc', heap: wasmHeapDescriptor(heap), size: 2 * PAGE_SIZE });
+      const [m] = (await once(w, 'message')) as [{ buf: unknown; offset: number }];
+      const theirs = DmaBuf.fromShared(m.buf as never);
+      const t = wasmHeapBuffer(theirs);
+      assert.equal(t.offset, m.offset);
+      assert.notEqual(t.offset, wasmHeapBuffer(mine).offset, 'one allocator for both threads');
+      assert.equal(kernels(t.memory).sum(t.offset, t.size), 7 * t.size);
+      // The last reference goes here; the release runs in the buffer's home thread (the worker),
+      // soon after, and gives its pages back to the allocator both threads share.
+      theirs.put();
+      let offset = -1;
+      for (let i = 0; i < 200 && offset !== m.offset; i++) {
+        const again = heap.allocateBuffer(2 * PAGE_SIZE);
+        offset = wasmHeapBuffer(again).offset;
+        again.put();
+        if (offset !== m.offset) await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.equal(offset, m.offset, "the worker's pages were freed");
+      mine.put();
+    });
+  });
+});
