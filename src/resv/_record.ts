@@ -116,29 +116,17 @@ export function ownerThread(owner: number): number {
   return owner >>> OWNER_THREAD_SHIFT;
 }
 
-// 64-bit words are made and taken apart through a scratch word rather than BigInt arithmetic,
-// which allocates a BigInt per step.
-const scratch64 = new BigInt64Array(1);
-const scratch32 = new Int32Array(scratch64.buffer);
-/** Int32 index of a 64-bit word's low half (the platform's byte order). */
-const LO = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1 ? 0 : 1;
-const HI = 1 - LO;
-
 /** The 64-bit lock value of an owner holding with (32-bit) stamp `stamp`, 0 for none. */
 export function lockValue(owner: number, stamp: number): bigint {
-  scratch32[LO] = owner;
-  scratch32[HI] = stamp;
-  return scratch64[0]!;
+  return BigInt.asIntN(64, (BigInt(stamp >>> 0) << 32n) | BigInt(owner >>> 0));
 }
 
 export function ownerOf(v: bigint): number {
-  scratch64[0] = v;
-  return scratch32[LO]!;
+  return Number(BigInt.asIntN(32, v));
 }
 
 export function stampOf(v: bigint): number {
-  scratch64[0] = v;
-  return scratch32[HI]!;
+  return Number(BigInt.asIntN(32, v >> 32n));
 }
 
 /** Wait-die order: whether stamp `a` is younger (later) than stamp `b`, with wrap-around. */
