@@ -132,37 +132,20 @@ const MAX_FENCES = 1 << 20;
 
 // ---- entries ------------------------------------------------------------------------------------
 
-// An entry is one 64-bit word: `(slot << 34) | (gen << 2) | usage`, as two Int32 halves: LO
-// `(gen << 2) | usage` (gen's low 30 bits) and HI `(slot << 2) | (gen >>> 30)`. Entries are built
-// and taken apart through a scratch word instead of BigInt arithmetic, which allocates a BigInt
-// per step (several per entry read, the bulk of addFence's garbage): one BigInt per 64-bit load
-// or store is all that is left.
-const scratch64 = new BigInt64Array(1);
-const scratch32 = new Int32Array(scratch64.buffer);
-/** Int32 index of an entry's low half within its 64-bit word (the platform's byte order). */
-const LO = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1 ? 0 : 1;
-const HI = 1 - LO;
-
 function entryOf(slot: number, gen: number, usage: number): bigint {
-  scratch32[LO] = (gen << 2) | usage;
-  scratch32[HI] = (slot << 2) | (gen >>> 30);
-  return scratch64[0]!;
+  return (BigInt(slot) << 34n) | (BigInt(gen >>> 0) << 2n) | BigInt(usage);
 }
 function entrySlot(e: bigint): number {
-  scratch64[0] = e;
-  return scratch32[HI]! >>> 2;
+  return Number(e >> 34n);
 }
 function entryGen(e: bigint): number {
-  scratch64[0] = e;
-  return (scratch32[LO]! >>> 2) | ((scratch32[HI]! & 3) << 30);
+  return Number(BigInt.asIntN(32, e >> 2n));
 }
 function entryUsage(e: bigint): number {
-  scratch64[0] = e;
-  return scratch32[LO]! & 3;
+  return Number(e & 3n);
 }
 function listSlot(ref: bigint): number {
-  scratch64[0] = ref;
-  return scratch32[LO]! >>> 0;
+  return Number(ref & 0xffff_ffffn);
 }
 
 // ---- optional fence arrays ------------------------------------------------------------------------
@@ -614,10 +597,7 @@ export class DmaResv {
 
   /** @internal number of entries of list `ref` */
   _count(ref: bigint): number {
-    return this.countOf(listSlot(ref));
-  }
-
-  private countOf(ls: number): number {
+    const ls = listSlot(ref);
     if (ls === 0) return Atomics.load(this.r32, this._b + R_COUNT);
     const L = this._d.tables.resvList;
     return Atomics.load(L.i32, L.base(ls) + C_COUNT);
@@ -647,26 +627,6 @@ export class DmaResv {
 
   private readEntry(ls: number, i: number): bigint {
     return Atomics.load(this.arrOf(ls), this.entryIdx(ls, i));
-  }
-
-  // Lock held, nobody else writes the list: an entry can be read as its two Int32 halves with
-  // plain loads, without the BigInt a 64-bit load makes (a few per entry, the bulk of addFence's
-  // garbage). Lock-free readers keep the single 64-bit load, which a concurrent in-place
-  // replacement cannot tear. Layout of an entry (see entryOf): low word `(gen << 2) | usage`
-  // (gen's low 30 bits), high word `(slot << 2) | (gen >>> 30)`.
-
-  /** The current list's first chunk (0: inline), lock held. */
-  private heldListSlot(): number {
-    return this.r32[this._b + R_LIST + LO]! >>> 0; // the low half of the LIST word
-  }
-
-  /** Int32 index of entry `i`'s low half in {@link arr32Of}`(ls)`, lock held. */
-  private entryWord(ls: number, i: number): number {
-    return this.entryIdx(ls, i) * 2 + LO;
-  }
-
-  private arr32Of(ls: number): Int32Array {
-    return ls === 0 ? this.r32 : this._d.tables.resvList.i32;
   }
 
   private writeEntry(ls: number, i: number, e: bigint): void {
@@ -738,10 +698,10 @@ export class DmaResv {
   private forget(slot: number): void {
     const objs = this.objs;
     if (objs === null || !objs.has(slot)) return;
-    const ls = this.heldListSlot();
-    const n = this.countOf(ls);
-    const a32 = this.arr32Of(ls);
-    for (let i = 0; i < n; i++) if (a32[this.entryWord(ls, i) + HI - LO]! >>> 2 === slot) return;
+    const ref = this._listRef();
+    const ls = listSlot(ref);
+    const n = this._count(ref);
+    for (let i = 0; i < n; i++) if (entrySlot(this.readEntry(ls, i)) === slot) return;
     objs.delete(slot);
   }
 
@@ -799,8 +759,9 @@ export class DmaResv {
     const r32 = this.r32;
     const res = this._b + R_RESERVED;
     const need = Math.max(Atomics.load(r32, res), n);
-    const ls = this.heldListSlot();
-    const count = this.countOf(ls);
+    const ref = this._listRef();
+    const ls = listSlot(ref);
+    const count = this._count(ref);
     const max = this.maxOf(ls);
     if (count + need <= max) {
       Atomics.store(r32, res, need);
@@ -855,26 +816,25 @@ export class DmaResv {
     if (Atomics.load(r32, res) <= 0)
       fail('EINVAL', 'addFence without a reserved slot: call reserveFences() after locking');
     const [slot, gen] = this.fenceRef(fence);
-    const ls = this.heldListSlot();
-    const count = this.countOf(ls);
-    const a32 = this.arr32Of(ls);
+    const e = entryOf(slot, gen, usage);
+    const ref = this._listRef();
+    const ls = listSlot(ref);
+    const count = this._count(ref);
     const seqno64 = (fence.flags & (1 << DMA_FENCE_FLAG_SEQNO64_BIT)) !== 0;
     for (let i = 0; i < count; i++) {
-      const w = this.entryWord(ls, i);
-      const lo = a32[w]!;
-      const hi = a32[w + HI - LO]!;
-      const os = hi >>> 2;
-      const og = (lo >>> 2) | ((hi & 3) << 30);
+      const old = this.readEntry(ls, i);
+      const os = entrySlot(old);
+      const og = entryGen(old);
       F.ensure(os);
       const ob = F.base(os);
       const replace =
         (F.f64[(ob + F_CONTEXT) >> 1] === fence.context &&
-          (lo & 3) >= usage &&
+          entryUsage(old) >= usage &&
           ((os === slot && og === gen) ||
             seqnoIsLater(fence.seqno, F.f64[(ob + F_SEQNO) >> 1]!, seqno64))) ||
         this.entrySignaled(os, og);
       if (replace) {
-        this.writeEntry(ls, i, entryOf(slot, gen, usage));
+        this.writeEntry(ls, i, e);
         Atomics.sub(r32, res, 1);
         if (os !== slot) this.forget(os);
         slotPut(d, os);
@@ -883,7 +843,7 @@ export class DmaResv {
       }
     }
     // count + reserved <= max holds, and reserved >= 1: there is room.
-    this.writeEntry(ls, count, entryOf(slot, gen, usage));
+    this.writeEntry(ls, count, e);
     this.setCount(ls, count + 1);
     Atomics.sub(r32, res, 1);
     this.remember(slot, gen, fence);
