@@ -7,8 +7,9 @@ import { FRAME_SIZES, pipelineOptions } from './pipeline.js';
 const size = (label: string) => FRAME_SIZES.find((s) => s.label === label)!;
 
 test('pipeline warm-up: the size default, the frame-count rule when quick, BENCH_WARMUP over both', () => {
-  const saved = process.env['BENCH_WARMUP'];
+  const saved = { warmup: process.env['BENCH_WARMUP'], frames: process.env['BENCH_FRAMES'] };
   delete process.env['BENCH_WARMUP'];
+  delete process.env['BENCH_FRAMES'];
   try {
     const full = runOptions({ quick: false, log: () => {} });
     const quick = runOptions({ quick: true, log: () => {} });
@@ -24,8 +25,13 @@ test('pipeline warm-up: the size default, the frame-count rule when quick, BENCH
     assert.equal(pipelineOptions(full, size('1080p')).warmup, 7);
     assert.equal(pipelineOptions(quick, size('64KiB')).warmup, 7);
   } finally {
-    if (saved === undefined) delete process.env['BENCH_WARMUP'];
-    else process.env['BENCH_WARMUP'] = saved;
+    for (const [k, v] of [
+      ['BENCH_WARMUP', saved.warmup],
+      ['BENCH_FRAMES', saved.frames],
+    ] as const) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
   }
 });
 

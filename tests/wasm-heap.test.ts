@@ -112,6 +112,29 @@ describe('WebAssembly heap', () => {
     heap.allocateBuffer(3 * WASM_PAGE_SIZE).put();
   });
 
+  it("takes over the allocator's lock from a dead holder, also when its thread index was reused", () => {
+    const heap = createWasmHeap({ name: fresh(), maximumPages: 2 });
+    const a32 = new Int32Array(wasmHeapDescriptor(heap).alloc);
+    const d = Domain.current();
+    // A thread index that is alive but whose incarnation is not the one that took the lock: the
+    // holder died and its index went to another thread.
+    const t = d.allocThread();
+    Atomics.store(a32, 0, (t << 23) | 0x7abcd);
+    heap.allocateBuffer(PAGE_SIZE).put(); // spins forever without the takeover
+    assert.equal(Atomics.load(a32, 0), 0, 'released after the allocation');
+    d.threadExited(t);
+    // A free index.
+    Atomics.store(a32, 0, (200 << 23) | 1);
+    heap.allocateBuffer(PAGE_SIZE).put();
+    // This thread itself: EDEADLK rather than waiting for itself.
+    Atomics.store(a32, 0, d.ownerId);
+    assert.equal(
+      code(() => heap.allocateBuffer(PAGE_SIZE)),
+      'EDEADLK',
+    );
+    Atomics.store(a32, 0, 0);
+  });
+
   it('maps the same bytes WebAssembly code writes, zero-copy', async () => {
     const heap = createWasmHeap({ name: fresh(), maximumPages: 8 });
     const buf = heap.allocateBuffer(3 * PAGE_SIZE);

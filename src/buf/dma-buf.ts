@@ -1303,10 +1303,16 @@ function claimTicket(desc: unknown): { core: BufCore; mode: number } {
       warn(`dmabuf: could not rebuild the exporter here: ${String(e)}`);
     }
   }
-  if (Atomics.compareExchange(ht.i32, b + H_KIND, H_TICKET, 0) !== H_TICKET) {
+  // Claimed by a CAS of this issue's nonce (not of KIND: that could not tell this ticket from the
+  // next one issued in the same record after it was claimed and freed); the generation check
+  // after it catches a new issue that drew the same nonce.
+  const won = Atomics.compareExchange(ht.i32, b + H_VALUE, x.n, 0) === x.n;
+  if (!won || ht.gen(x.t) !== x.tg) {
+    if (won) Atomics.compareExchange(ht.i32, b + H_VALUE, 0, x.n); // a new issue's: give it back
     coreMaybeForget(core);
     fail('EBADF', 'the dma-buf descriptor was already installed');
   }
+  Atomics.store(ht.i32, b + H_KIND, 0);
   ht.free(x.t);
   return { core, mode: x.mode };
 }

@@ -90,7 +90,11 @@ export class RefJournal {
   private grow(): boolean {
     const len = this.sab.byteLength;
     if (len >= MAX_BYTES) return false;
-    this.sab.grow(Math.min(MAX_BYTES, len * 2));
+    try {
+      this.sab.grow(Math.min(MAX_BYTES, len * 2));
+    } catch {
+      return false; // out of memory: this reference goes unrecorded (leaked if the thread dies)
+    }
     this.i32 = new Int32Array(this.sab, 0, this.sab.byteLength >> 2);
     return true;
   }

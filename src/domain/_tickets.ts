@@ -38,7 +38,10 @@ export interface TicketFields {
   n: number;
 }
 
-/** Issues a ticket for the reference the caller just took on `slot` (generation `gen`). */
+/**
+ * Issues a ticket for the reference the caller just took on `slot` (generation `gen`). ENOMEM
+ * when the ticket table is full: the caller drops that reference.
+ */
 export function ticketIssue(d: Domain, kind: number, slot: number, gen: number): TicketFields {
   const t = d.tables.ticket;
   const k = t.alloc();
@@ -75,7 +78,16 @@ export function ticketClaim(
     t.i32[b + W_NONCE] !== n
   )
     return false;
-  if (Atomics.compareExchange(t.i32, b + W_KIND, kind, 0) !== kind) return false;
+  // The claim is a CAS of this issue's nonce, not of the kind: a kind CAS could not tell this
+  // issue from the next one of the same slot (claimed, freed and issued again while this caller
+  // was between its checks and its CAS), and would consume the new ticket. A new issue has a new
+  // random nonce; should it draw the same one, the generation check after the CAS catches it.
+  if (Atomics.compareExchange(t.i32, b + W_NONCE, n, 0) !== n) return false;
+  if (t.gen(k) !== kg) {
+    Atomics.compareExchange(t.i32, b + W_NONCE, 0, n); // not ours: give it back
+    return false;
+  }
+  Atomics.store(t.i32, b + W_KIND, 0);
   t.free(k);
   return true;
 }

@@ -13,7 +13,9 @@
  * ```
  *  [0] MAGIC  [1] VERSION  [2] DOMAIN_ID  [3] pad
  *  i64[2] NEXT_CONTEXT   i64[3] NEXT_INODE   i64[4] NEXT_STAMP   i64[5] NEXT_TOKEN
- *  [64 + 4*t] thread t: STATE (0 free, 1 alive, 2 exiting), PARENT, pad, pad      t in 1..255
+ *  [64 + 4*t] thread t: STATE (0 free, 1 alive, 2 exiting), PARENT, INCARNATION, pad   t in 1..255
+ *             (INCARNATION counts the index's allocations: it tells a reused index's thread
+ *             from the dead one that had it before)
  * ```
  * Counters are only changed by atomic add; a thread's STATE word by CAS.
  */
@@ -34,6 +36,8 @@ const C_NEXT_STAMP = 4;
 const C_NEXT_TOKEN = 5;
 const C_THREADS = 64;
 export const MAX_THREADS = 256;
+/** Bits of a thread's incarnation count in an owner id. */
+const INC_MASK = (1 << 23) - 1;
 const CONTROL_BYTES = (C_THREADS + 4 * MAX_THREADS) * 4;
 
 export const THREAD_FREE = 0;
@@ -121,6 +125,11 @@ export class Domain {
    * creator, a worker joined by hand).
    */
   readonly journal: RefJournal | null;
+  /**
+   * @internal This thread's owner id for lock words: `(thread << 23) | incarnation` (23 bits),
+   * never the same as that of a dead thread that had the same index. See {@link isOwnerAlive}.
+   */
+  readonly ownerId: number;
   private readonly controlSab: SharedArrayBuffer;
   /** Journals of the threads this thread watches, by thread index. */
   private readonly journals = new Map<number, SharedArrayBuffer>();
@@ -140,6 +149,8 @@ export class Domain {
     this.tables = tables;
     this.thread = thread;
     this.id = this.control[C_DOMAIN_ID]!;
+    this.ownerId =
+      (thread << 23) | (Atomics.load(this.control, C_THREADS + 4 * thread + 2) & INC_MASK);
   }
 
   /** Creates a new domain whose first thread is the calling one. */
@@ -261,12 +272,24 @@ export class Domain {
     return this.threadState(t) === THREAD_ALIVE;
   }
 
+  /**
+   * @internal Whether the thread an {@link ownerId} names is still alive: the index is alive and
+   * has not been handed to another thread since.
+   */
+  isOwnerAlive(id: number): boolean {
+    if (typeof id !== 'number' || !Number.isInteger(id) || id <= 0) return false;
+    const t = id >>> 23;
+    if (!this.isThreadAlive(t)) return false;
+    return (Atomics.load(this.control, C_THREADS + 4 * t + 2) & INC_MASK) === (id & INC_MASK);
+  }
+
   /** @internal Reserves a thread index for a worker about to start. */
   allocThread(): number {
     for (let t = 2; t < MAX_THREADS; t++) {
       const w = C_THREADS + 4 * t;
       if (Atomics.compareExchange(this.control, w, THREAD_FREE, THREAD_ALIVE) === THREAD_FREE) {
         Atomics.store(this.control, w + 1, this.thread);
+        Atomics.add(this.control, w + 2, 1);
         return t;
       }
     }

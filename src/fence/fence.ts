@@ -1055,6 +1055,8 @@ export class DmaFence {
       };
     }
     this.publish(d);
+    // The ticket first: if the table is full (ENOMEM) no reference has been taken yet.
+    const ticket = ticketIssue(d, TK_FENCE, this._slot, this._gen);
     slotGet(d, this._slot);
     return {
       t: 'fence',
@@ -1064,7 +1066,7 @@ export class DmaFence {
       f: this.flags & SEQNO64,
       s: this._slot,
       g: this._gen,
-      ...ticketIssue(d, TK_FENCE, this._slot, this._gen),
+      ...ticket,
     };
   }
 

@@ -81,9 +81,12 @@ export interface WasmHeapBuffer {
   readonly size: number;
 }
 
-// Allocator words: [0] LOCK (0 free, else the holder's thread index), [1..15] pad, then one bit per
-// 4 KiB page of the maximum size.
+// Allocator words: [0] LOCK (0 free, else the holder's owner id: thread index and incarnation),
+// [1] maximumPages, [2] reservedBytes (checked against what a descriptor claims), [3..15] pad,
+// then one bit per 4 KiB page of the maximum size.
 const A_LOCK = 0;
+const A_MAX = 1;
+const A_RESERVED = 2;
 const A_BITS = 16;
 
 interface Arena {
@@ -123,6 +126,9 @@ function arenaOf(
     fail('EINVAL', 'reservedBytes must be a PAGE_SIZE multiple below the maximum size');
   if (!(alloc instanceof SharedArrayBuffer) || alloc.byteLength !== allocBytes(max))
     fail('EINVAL', 'not a WebAssembly heap allocator');
+  const a32 = new Int32Array(alloc);
+  if (Atomics.load(a32, A_MAX) !== max || Atomics.load(a32, A_RESERVED) !== reserved)
+    fail('EINVAL', 'the WebAssembly heap allocator was made for another size');
   return {
     memory,
     alloc,
@@ -136,13 +142,13 @@ function arenaOf(
 
 function lock(a: Arena): void {
   const d = Domain.current();
-  const me = d.thread;
+  const me = d.ownerId; // thread index and incarnation: a reused index is another owner
   for (let spins = 0; ; spins++) {
     const held = Atomics.compareExchange(a.a32, A_LOCK, 0, me);
     if (held === 0) return;
     if (held === me) fail('EDEADLK', 'WebAssembly heap lock already held by this thread');
     // A holder that died inside: take the lock over (it leaked pages at worst).
-    if (!d.isThreadAlive(held) && Atomics.compareExchange(a.a32, A_LOCK, held, me) === held) return;
+    if (!d.isOwnerAlive(held) && Atomics.compareExchange(a.a32, A_LOCK, held, me) === held) return;
     if (spins > 64) Atomics.wait(a.a32, A_LOCK, held, 1);
   }
 }
@@ -183,7 +189,9 @@ function take(a: Arena, len: number): number {
     const first = findRun(a, pages);
     if (first < 0) fail('ENOMEM', `WebAssembly heap: no ${len} free bytes below its maximum`);
     const end = (first + pages) * PAGE_SIZE;
-    const have = a.memory.buffer.byteLength;
+    // The memory's size now (another thread, or the module, may have grown it since this
+    // thread's `buffer` was read): grow(0) returns it in pages.
+    const have = a.memory.grow(0) * WASM_PAGE_SIZE;
     if (end > have) {
       try {
         a.memory.grow(Math.ceil((end - have) / WASM_PAGE_SIZE));
@@ -261,7 +269,13 @@ function checkPriv(x: unknown): WasmPriv {
   const a = arenaOf(p.memory, p.alloc, p.maximumPages, p.reservedBytes);
   const offset = checkUint(p.offset, 'offset');
   const size = checkUint(p.size, 'size');
-  if (offset % PAGE_SIZE !== 0 || size === 0 || offset + size > a.maximumPages * WASM_PAGE_SIZE)
+  if (
+    offset % PAGE_SIZE !== 0 ||
+    offset < a.reservedBytes ||
+    size === 0 ||
+    size % PAGE_SIZE !== 0 ||
+    offset + size > a.maximumPages * WASM_PAGE_SIZE
+  )
     fail('EINVAL', 'not a WebAssembly heap buffer');
   return own(
     Object.freeze({
@@ -351,6 +365,9 @@ export function createWasmHeap(options: WasmHeapOptions): DmaHeap {
     mem = memory;
   }
   const alloc = new SharedArrayBuffer(allocBytes(max));
+  const a32 = new Int32Array(alloc);
+  a32[A_MAX] = max;
+  a32[A_RESERVED] = typeof reservedBytes === 'number' ? reservedBytes : 0; // checked by arenaOf
   return register(name, arenaOf(mem, alloc, max, reservedBytes));
 }
 

@@ -404,15 +404,11 @@ export class DmaResv {
   /** A descriptor for {@link DmaResv.fromShared} in another thread; it carries one reference. */
   share(): DmaResvDescriptor {
     this.check();
+    // The ticket first: if the table is full (ENOMEM) no reference has been taken yet.
+    const ticket = ticketIssue(this._d, TK_RESV, this._slot, this._gen);
     recordGet(this._d, this._slot);
     if (views.get(this._slot)?.deref() !== this) views.set(this._slot, new WeakRef(this));
-    return {
-      t: 'resv',
-      d: this._d.id,
-      s: this._slot,
-      g: this._gen,
-      ...ticketIssue(this._d, TK_RESV, this._slot, this._gen),
-    };
+    return { t: 'resv', d: this._d.id, s: this._slot, g: this._gen, ...ticket };
   }
 
   /**

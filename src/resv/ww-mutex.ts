@@ -330,6 +330,8 @@ export class WwMutex {
   share(): WwMutexDescriptor {
     this.check();
     if (!this.owning) fail('EINVAL', 'share the reservation object, not its lock');
+    // The ticket first: if the table is full (ENOMEM) no reference has been taken yet.
+    const ticket = ticketIssue(this._d, TK_MUTEX, this._slot, this._gen);
     recordGet(this._d, this._slot);
     return {
       t: 'ww-mutex',
@@ -337,7 +339,7 @@ export class WwMutex {
       s: this._slot,
       g: this._gen,
       c: this.wwClass.name,
-      ...ticketIssue(this._d, TK_MUTEX, this._slot, this._gen),
+      ...ticket,
     };
   }
 

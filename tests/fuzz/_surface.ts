@@ -2425,6 +2425,7 @@ export const NOT_ENTRY_POINTS: Readonly<Record<string, string>> = {
   'Domain#journalOf': INTERNAL,
   'Domain#journalAdd': INTERNAL,
   'Domain#journalRemove': INTERNAL,
+  'Domain#isOwnerAlive': INTERNAL,
   'DmaFence#doSignal': TS_PRIVATE,
   'DmaFence#finishSignal': TS_PRIVATE,
   'DmaFence#syncFromSlot': INTERNAL,
