@@ -1305,10 +1305,11 @@ function claimTicket(desc: unknown): { core: BufCore; mode: number } {
   }
   // Claimed by a CAS of this issue's nonce (not of KIND: that could not tell this ticket from the
   // next one issued in the same record after it was claimed and freed); the generation check
-  // after it catches a new issue that drew the same nonce.
-  const won = Atomics.compareExchange(ht.i32, b + H_VALUE, x.n, 0) === x.n;
+  // after it catches a new issue that drew the same nonce. The nonce becomes -thread, so that a
+  // thread killed between its claim and the free below has the record freed by its exit.
+  const won = Atomics.compareExchange(ht.i32, b + H_VALUE, x.n, -d.thread) === x.n;
   if (!won || ht.gen(x.t) !== x.tg) {
-    if (won) Atomics.compareExchange(ht.i32, b + H_VALUE, 0, x.n); // a new issue's: give it back
+    if (won) Atomics.compareExchange(ht.i32, b + H_VALUE, -d.thread, x.n); // a new issue's
     coreMaybeForget(core);
     fail('EBADF', 'the dma-buf descriptor was already installed');
   }
@@ -1584,6 +1585,14 @@ onThreadExit(20, (d, thread) => {
   const puts: [number, number, number][] = [];
   for (const s of ht.allocated()) {
     const b = ht.base(s);
+    // A ticket it claimed (nonce replaced by -thread) but was killed before freeing.
+    if (
+      Atomics.load(ht.i32, b + H_KIND) === H_TICKET &&
+      Atomics.load(ht.i32, b + H_VALUE) === -thread
+    ) {
+      recordFree(d, s);
+      continue;
+    }
     if (Atomics.load(ht.i32, b + H_THREAD) !== thread) continue;
     const kind = Atomics.load(ht.i32, b + H_KIND);
     if (kind === H_VMAP) {

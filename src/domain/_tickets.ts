@@ -17,7 +17,7 @@
  * alone was before.
  */
 
-import type { Domain } from './domain.js';
+import { type Domain, onThreadExit } from './domain.js';
 
 export const TK_FENCE = 1;
 export const TK_RESV = 2;
@@ -82,12 +82,26 @@ export function ticketClaim(
   // issue from the next one of the same slot (claimed, freed and issued again while this caller
   // was between its checks and its CAS), and would consume the new ticket. A new issue has a new
   // random nonce; should it draw the same one, the generation check after the CAS catches it.
-  if (Atomics.compareExchange(t.i32, b + W_NONCE, n, 0) !== n) return false;
+  // The nonce becomes -thread: a thread killed before the free below has it freed at its exit.
+  const me = -d.thread;
+  if (Atomics.compareExchange(t.i32, b + W_NONCE, n, me) !== n) return false;
   if (t.gen(k) !== kg) {
-    Atomics.compareExchange(t.i32, b + W_NONCE, 0, n); // not ours: give it back
+    Atomics.compareExchange(t.i32, b + W_NONCE, me, n); // not ours: give it back
     return false;
   }
   Atomics.store(t.i32, b + W_KIND, 0);
   t.free(k);
   return true;
 }
+
+// A thread killed between a claim and its free leaves the ticket claimed (nonce -thread): free it.
+onThreadExit(20, (d, thread) => {
+  const t = d.tables.ticket;
+  for (const k of t.allocated()) {
+    const b = t.base(k);
+    if (Atomics.load(t.i32, b + W_KIND) !== 0 && Atomics.load(t.i32, b + W_NONCE) === -thread) {
+      Atomics.store(t.i32, b + W_KIND, 0);
+      t.free(k);
+    }
+  }
+});
