@@ -7,7 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { slotRefs } from '../src/fence/_shared.js';
+import { slotPut, slotRefs } from '../src/fence/_shared.js';
 import { DmaFence, DmaResv, Domain, SyncFile, WwMutex } from '../src/index.js';
 import { R_REFS, recordViews } from '../src/resv/_record.js';
 import { type Rpc, rpc } from './_rpc.js';
@@ -75,6 +75,23 @@ describe('a descriptor posted twice installs once', () => {
     const desc = s.share();
     await race('sync', desc);
     s.put();
+  });
+
+  it("a thread killed between a ticket's claim and its free has the ticket freed at its exit", () => {
+    const d = Domain.current();
+    const f = new DmaFence(ops, DmaFence.contextAlloc(), 1);
+    const desc = f.share() as unknown as { k: number; n: number; s: number };
+    const t = d.allocThread(); // the claimer, about to die
+    const tt = d.tables.ticket;
+    const b = tt.base(desc.k);
+    // What its claim did before the kill: the nonce replaced by -thread, the record not freed.
+    assert.equal(Atomics.compareExchange(tt.i32, b + 5, desc.n, -t), desc.n);
+    assert.ok(tt.isAllocated(desc.k));
+    d.threadExited(t);
+    assert.ok(!tt.isAllocated(desc.k), 'freed by the exit');
+    assert.throws(() => DmaFence.fromShared(desc as never), { code: 'EBADF' });
+    slotPut(d, desc.s); // the reference the dead claimer took over, never used
+    f.signal();
   });
 
   it('in one thread: a clone of a consumed descriptor is EBADF, and a forged nonce too', () => {
