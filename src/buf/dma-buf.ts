@@ -39,6 +39,7 @@
  */
 
 import { mightAlloc } from '../debug/lockdep.js';
+import { claimRecord } from '../domain/_tickets.js';
 import { waitWhileEqualsAsync } from '../domain/_wait.js';
 import { Domain, MAX_THREADS, onThreadExit, THREAD_EXITING } from '../domain/domain.js';
 import {
@@ -1303,18 +1304,11 @@ function claimTicket(desc: unknown): { core: BufCore; mode: number } {
       warn(`dmabuf: could not rebuild the exporter here: ${String(e)}`);
     }
   }
-  // Claimed by a CAS of this issue's nonce (not of KIND: that could not tell this ticket from the
-  // next one issued in the same record after it was claimed and freed); the generation check
-  // after it catches a new issue that drew the same nonce. The nonce becomes -thread, so that a
-  // thread killed between its claim and the free below has the record freed by its exit.
-  const won = Atomics.compareExchange(ht.i32, b + H_VALUE, x.n, -d.thread) === x.n;
-  if (!won || ht.gen(x.t) !== x.tg) {
-    if (won) Atomics.compareExchange(ht.i32, b + H_VALUE, -d.thread, x.n); // a new issue's
+  // The nonce's CAS, as for every ticket (domain/_tickets.ts); the record is freed by the winner.
+  if (!claimRecord(d, ht, x.t, x.tg, H_KIND, H_VALUE, x.n)) {
     coreMaybeForget(core);
     fail('EBADF', 'the dma-buf descriptor was already installed');
   }
-  Atomics.store(ht.i32, b + H_KIND, 0);
-  ht.free(x.t);
   return { core, mode: x.mode };
 }
 

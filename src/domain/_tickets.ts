@@ -17,6 +17,7 @@
  * alone was before.
  */
 
+import type { SlotTable } from './_slots.js';
 import { type Domain, onThreadExit } from './domain.js';
 
 export const TK_FENCE = 1;
@@ -78,18 +79,36 @@ export function ticketClaim(
     t.i32[b + W_NONCE] !== n
   )
     return false;
-  // The claim is a CAS of this issue's nonce, not of the kind: a kind CAS could not tell this
-  // issue from the next one of the same slot (claimed, freed and issued again while this caller
-  // was between its checks and its CAS), and would consume the new ticket. A new issue has a new
-  // random nonce; should it draw the same one, the generation check after the CAS catches it.
-  // The nonce becomes -thread: a thread killed before the free below has it freed at its exit.
+  return claimRecord(d, t, k, kg, W_KIND, W_NONCE, n);
+}
+
+/**
+ * The claim of a ticket record whose fields the caller has checked — this table's, and buffers'
+ * tickets in the handle table (src/buf/dma-buf.ts): true for the one caller that wins it, which
+ * frees the record (its kind word to 0). The claim is a CAS of the issue's nonce, not of the kind:
+ * a kind CAS could not tell this issue from the next one of the same record (claimed, freed and
+ * issued again while the caller was between its checks and its CAS), and would consume the new
+ * ticket. A new issue has a new random nonce; should it draw the same one, the generation check
+ * after the CAS catches it. The nonce becomes -thread: a thread killed before the free has the
+ * record freed at its exit (the tables' exit hooks look for -thread).
+ */
+export function claimRecord(
+  d: Domain,
+  t: SlotTable,
+  k: number,
+  kg: number,
+  kindWord: number,
+  nonceWord: number,
+  n: number,
+): boolean {
+  const b = t.base(k);
   const me = -d.thread;
-  if (Atomics.compareExchange(t.i32, b + W_NONCE, n, me) !== n) return false;
+  if (Atomics.compareExchange(t.i32, b + nonceWord, n, me) !== n) return false;
   if (t.gen(k) !== kg) {
-    Atomics.compareExchange(t.i32, b + W_NONCE, me, n); // not ours: give it back
+    Atomics.compareExchange(t.i32, b + nonceWord, me, n); // not ours: give it back
     return false;
   }
-  Atomics.store(t.i32, b + W_KIND, 0);
+  Atomics.store(t.i32, b + kindWord, 0);
   t.free(k);
   return true;
 }
