@@ -14,16 +14,11 @@
  * nothing to flush; the core still waits for the implicit fences.
  */
 
-import type { DmaBufAttachment } from '../buf/attachment.js';
 import { DmaBuf } from '../buf/dma-buf.js';
-import {
-  type DmaBufOps,
-  type DmaBufSegment,
-  type DmaBufVma,
-  registerSharedExporter,
-} from '../buf/ops.js';
+import { type DmaBufOps, type DmaBufSegment, registerSharedExporter } from '../buf/ops.js';
 import { PAGE_SIZE } from '../buf/uapi.js';
 import { checkUint, describe, fail } from '../errors.js';
+import { memoryHeapOps } from './_memory-ops.js';
 import { DmaHeap } from './dma-heap.js';
 
 /** The shared-exporter kind of system heap buffers. */
@@ -97,39 +92,13 @@ function bufOf(buf: DmaBuf): SystemHeapBuffer {
   return buf.priv as SystemHeapBuffer;
 }
 
-/** Live mappings of an attachment, in its first exporter word. */
-const W_MAPPED = 0;
-
 /** The system heap's buffer ops (stateless: usable from any thread). */
-export const systemHeapBufOps: DmaBufOps = {
-  attach(_buf: DmaBuf, att: DmaBufAttachment) {
-    Atomics.store(att.exporterWords, W_MAPPED, 0);
-  },
-  detach() {},
-  mapDmaBuf(att: DmaBufAttachment) {
-    const b = bufOf(att.dmabuf);
-    Atomics.add(att.exporterWords, W_MAPPED, 1);
-    return segments(b, 0, b.size);
-  },
-  unmapDmaBuf(att: DmaBufAttachment) {
-    Atomics.sub(att.exporterWords, W_MAPPED, 1);
-  },
-  release() {
+export const systemHeapBufOps: DmaBufOps = memoryHeapOps(
+  (buf, from, to) => segments(bufOf(buf), from, to),
+  () => {
     // The chunks are garbage: they go when the last view of them does.
   },
-  beginCpuAccess() {},
-  endCpuAccess() {},
-  mmap(buf: DmaBuf, vma: DmaBufVma) {
-    const b = bufOf(buf);
-    const from = vma.pgoff * PAGE_SIZE;
-    return segments(b, from, Math.min(b.size, from + vma.pages * PAGE_SIZE));
-  },
-  vmap(buf: DmaBuf) {
-    const b = bufOf(buf);
-    return segments(b, 0, b.size);
-  },
-  vunmap() {},
-};
+);
 
 registerSharedExporter(SYSTEM_HEAP_KIND, (data) => ({
   ops: systemHeapBufOps,

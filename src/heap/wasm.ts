@@ -19,17 +19,12 @@
  * buffer uses them and cleared after it is gone, so a death inside the lock leaks pages at worst.
  */
 
-import type { DmaBufAttachment } from '../buf/attachment.js';
 import { DmaBuf } from '../buf/dma-buf.js';
-import {
-  type DmaBufOps,
-  type DmaBufSegment,
-  type DmaBufVma,
-  registerSharedExporter,
-} from '../buf/ops.js';
+import { type DmaBufOps, type DmaBufSegment, registerSharedExporter } from '../buf/ops.js';
 import { PAGE_SIZE } from '../buf/uapi.js';
 import { Domain } from '../domain/domain.js';
 import { checkUint, describe, fail } from '../errors.js';
+import { memoryHeapOps } from './_memory-ops.js';
 import { DmaHeap } from './dma-heap.js';
 
 /** The shared-exporter kind of WebAssembly heap buffers. */
@@ -228,40 +223,14 @@ function segment(p: WasmPriv, from: number, to: number): DmaBufSegment[] {
   ];
 }
 
-/** Live mappings of an attachment, in its first exporter word. */
-const W_MAPPED = 0;
-
 /** The WebAssembly heap's buffer ops (stateless: usable from any thread). */
-export const wasmHeapBufOps: DmaBufOps = {
-  attach(_buf: DmaBuf, att: DmaBufAttachment) {
-    Atomics.store(att.exporterWords, W_MAPPED, 0);
-  },
-  detach() {},
-  mapDmaBuf(att: DmaBufAttachment) {
-    const p = privOf(att.dmabuf);
-    Atomics.add(att.exporterWords, W_MAPPED, 1);
-    return segment(p, 0, p.size);
-  },
-  unmapDmaBuf(att: DmaBufAttachment) {
-    Atomics.sub(att.exporterWords, W_MAPPED, 1);
-  },
-  release(buf: DmaBuf) {
+export const wasmHeapBufOps: DmaBufOps = memoryHeapOps(
+  (buf, from, to) => segment(privOf(buf), from, to),
+  (buf) => {
     const p = privOf(buf);
     give(arenaOf(p.memory, p.alloc, p.maximumPages, p.reservedBytes), p.offset, p.size);
   },
-  beginCpuAccess() {},
-  endCpuAccess() {},
-  mmap(buf: DmaBuf, vma: DmaBufVma) {
-    const p = privOf(buf);
-    const from = vma.pgoff * PAGE_SIZE;
-    return segment(p, from, Math.min(p.size, from + vma.pages * PAGE_SIZE));
-  },
-  vmap(buf: DmaBuf) {
-    const p = privOf(buf);
-    return segment(p, 0, p.size);
-  },
-  vunmap() {},
-};
+);
 
 function checkPriv(x: unknown): WasmPriv {
   const p = x as WasmPriv;
