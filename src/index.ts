@@ -24,6 +24,7 @@ export type {
   DmaBufSgTable,
   DmaBufSharedExporter,
   DmaBufVma,
+  SharedExporterBuffer,
   SharedExporterReviver,
 } from './buf/ops.js';
 export { registerSharedExporter } from './buf/ops.js';

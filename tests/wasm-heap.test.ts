@@ -193,5 +193,47 @@ describe('WebAssembly heap', () => {
       assert.equal(offset, m.offset, "the worker's pages were freed");
       mine.put();
     });
+
+    it("a descriptor altered on the way (another buffer's pages, another heap) is EINVAL, and frees nothing", async () => {
+      const heap = createWasmHeap({ name: fresh(), maximumPages: 16 });
+      const other = createWasmHeap({ name: fresh(), maximumPages: 16 });
+      const a = heap.allocateBuffer(PAGE_SIZE);
+      const b = heap.allocateBuffer(PAGE_SIZE);
+      const c = other.allocateBuffer(PAGE_SIZE);
+      const desc = a.share();
+      const exp = desc.exp as { kind: string; data: Record<string, unknown> };
+      const od = wasmHeapDescriptor(other);
+      const tamper = (d: Record<string, unknown>) => ({
+        ...desc,
+        exp: { kind: exp.kind, data: { ...exp.data, ...d } },
+      });
+      const forged = [
+        tamper({ offset: wasmHeapBuffer(b).offset }), // b's pages: its release would free them
+        tamper({ size: 2 * PAGE_SIZE }),
+        tamper({ memory: od.memory, alloc: od.alloc }), // the same offset in another heap
+      ];
+      for (const f of forged) {
+        w.postMessage({ op: 'import', buf: f });
+        const [r] = (await once(w, 'message')) as [{ code?: string }];
+        assert.equal(r.code, 'EINVAL');
+      }
+      // The genuine descriptor still imports; b's and c's pages stay taken.
+      w.postMessage({ op: 'import', buf: desc });
+      const [r] = (await once(w, 'message')) as [{ offset?: number }];
+      assert.equal(r.offset, wasmHeapBuffer(a).offset);
+      const next = heap.allocateBuffer(PAGE_SIZE);
+      assert.notEqual(
+        wasmHeapBuffer(next).offset,
+        wasmHeapBuffer(b).offset,
+        'b is still allocated',
+      );
+      const next2 = other.allocateBuffer(PAGE_SIZE);
+      assert.notEqual(
+        wasmHeapBuffer(next2).offset,
+        wasmHeapBuffer(c).offset,
+        'c is still allocated',
+      );
+      for (const x of [a, b, c, next, next2]) x.put();
+    });
   });
 });

@@ -28,6 +28,8 @@ import { warn } from '../trace.js';
 import {
   B_ATT_COUNT,
   B_BFLAGS,
+  B_EXP,
+  B_EXP_WORDS,
   B_EXPKIND,
   B_EXPNAME,
   B_FFLAGS,
@@ -196,7 +198,8 @@ export class BufCore {
     if (this.ops !== null) return;
     const revive = sharedExporterReviver(kind);
     if (revive === undefined) return; // unknown kind here: calls are forwarded home
-    const { ops, priv } = revive(data);
+    const exporterWords = new Int32Array(this.d.tables.buf.sab, (this.b + B_EXP) * 4, B_EXP_WORDS);
+    const { ops, priv } = revive(data, { size: this.size, exporterWords });
     this.ops = ops;
     this.priv = priv;
     this.sharedData = { kind, data };

@@ -1301,6 +1301,15 @@ function claimTicket(desc: unknown): { core: BufCore; mode: number } {
     try {
       core.adoptShared(exp.kind, exp.data);
     } catch (e) {
+      // EINVAL: the exporter's data disagrees with the buffer (an altered descriptor). Refused
+      // before the claim, so the ticket stays for the genuine copy.
+      if (e instanceof DmaBufError && e.code === 'EINVAL') {
+        coreMaybeForget(core);
+        fail(
+          'EINVAL',
+          `dma-buf descriptor: exporter data does not match the buffer (${String(e)})`,
+        );
+      }
       warn(`dmabuf: could not rebuild the exporter here: ${String(e)}`);
     }
   }

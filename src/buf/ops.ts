@@ -153,8 +153,31 @@ export interface DmaBufExportInfo {
   shared?: DmaBufSharedExporter;
 }
 
-/** Rebuilds a shared exporter's ops and priv in the calling thread. */
-export type SharedExporterReviver = (data: unknown) => { ops: DmaBufOps; priv: unknown };
+/**
+ * What a reviver is told of the buffer itself, from the domain's shared record: the truth against
+ * which the descriptor's data is checked.
+ */
+export interface SharedExporterBuffer {
+  /** The buffer's size in bytes. */
+  readonly size: number;
+  /**
+   * The buffer's six exporter words (`DmaBuf#exporterWords`), as the exporting thread wrote them
+   * after the export.
+   */
+  readonly exporterWords: Int32Array;
+}
+
+/**
+ * Rebuilds a shared exporter's ops and priv in the calling thread. A descriptor is a plain object
+ * that any code on the way can alter, so the reviver should check `data` against `buf` (the size,
+ * and whatever the exporter wrote in the exporter words at export) and throw EINVAL when they
+ * disagree: the import then fails with EINVAL instead of handing out ops over other memory. Any
+ * other error leaves this thread without the ops (calls are forwarded to the home thread).
+ */
+export type SharedExporterReviver = (
+  data: unknown,
+  buf: SharedExporterBuffer,
+) => { ops: DmaBufOps; priv: unknown };
 
 const revivers = new Map<string, SharedExporterReviver>();
 

@@ -58,19 +58,27 @@ export interface SystemHeapBuffer {
   readonly chunkSize: number;
 }
 
-function checkBuffer(x: unknown): SystemHeapBuffer {
+/**
+ * Checks descriptor data against the buffer's record: chunks that cover exactly `size` bytes (every
+ * chunk `chunkSize` long but the last, which holds the rest), the size the record holds. EINVAL
+ * otherwise: segments are computed from this data, so a chunk list that does not cover the buffer
+ * would map short or loop.
+ */
+function checkBuffer(x: unknown, size: number): SystemHeapBuffer {
   const b = x as SystemHeapBuffer;
   if (
     b === null ||
     typeof b !== 'object' ||
     !Array.isArray(b.chunks) ||
     !b.chunks.every((c) => c instanceof SharedArrayBuffer) ||
-    !Number.isSafeInteger(b.size) ||
+    b.size !== size ||
     !Number.isSafeInteger(b.chunkSize) ||
-    b.chunkSize <= 0
+    b.chunkSize <= 0 ||
+    b.chunks.length !== Math.ceil(size / b.chunkSize) ||
+    !b.chunks.every((c, i) => c.byteLength === Math.min(b.chunkSize, size - i * b.chunkSize))
   )
-    fail('EINVAL', 'not a system heap buffer');
-  return b;
+    fail('EINVAL', 'not a system heap buffer of this size');
+  return Object.freeze({ chunks: Object.freeze([...b.chunks]), size, chunkSize: b.chunkSize });
 }
 
 /** Fresh segments covering bytes [from, to) of the buffer. */
@@ -100,9 +108,9 @@ export const systemHeapBufOps: DmaBufOps = memoryHeapOps(
   },
 );
 
-registerSharedExporter(SYSTEM_HEAP_KIND, (data) => ({
+registerSharedExporter(SYSTEM_HEAP_KIND, (data, buf) => ({
   ops: systemHeapBufOps,
-  priv: checkBuffer(data),
+  priv: checkBuffer(data, buf.size),
 }));
 
 /** Allocates zeroed chunks for `len` bytes; ENOMEM when memory runs out. */

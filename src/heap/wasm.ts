@@ -20,7 +20,12 @@
  */
 
 import { DmaBuf } from '../buf/dma-buf.js';
-import { type DmaBufOps, type DmaBufSegment, registerSharedExporter } from '../buf/ops.js';
+import {
+  type DmaBufOps,
+  type DmaBufSegment,
+  registerSharedExporter,
+  type SharedExporterBuffer,
+} from '../buf/ops.js';
 import { PAGE_SIZE } from '../buf/uapi.js';
 import { Domain } from '../domain/domain.js';
 import { checkUint, describe, fail } from '../errors.js';
@@ -77,12 +82,20 @@ export interface WasmHeapBuffer {
 }
 
 // Allocator words: [0] LOCK (0 free, else the holder's owner id: thread index and incarnation),
-// [1] maximumPages, [2] reservedBytes (checked against what a descriptor claims), [3..15] pad,
-// then one bit per 4 KiB page of the maximum size.
+// [1] maximumPages, [2] reservedBytes (checked against what a descriptor claims), [3] the heap's
+// id (random, non-zero), [4..15] pad, then one bit per 4 KiB page of the maximum size.
 const A_LOCK = 0;
 const A_MAX = 1;
 const A_RESERVED = 2;
+const A_ID = 3;
 const A_BITS = 16;
+
+// A buffer's exporter words (DmaBuf#exporterWords), written at export, so that a thread importing
+// it checks its descriptor's data against them: [0] first page, [1] the heap's id. A descriptor
+// altered on the way (another offset, another heap) would otherwise free another buffer's pages
+// when the buffer is released there.
+const X_PAGE = 0;
+const X_HEAP = 1;
 
 interface Arena {
   readonly memory: WebAssembly.Memory;
@@ -232,7 +245,7 @@ export const wasmHeapBufOps: DmaBufOps = memoryHeapOps(
   },
 );
 
-function checkPriv(x: unknown): WasmPriv {
+function checkPriv(x: unknown, buf: SharedExporterBuffer): WasmPriv {
   const p = x as WasmPriv;
   if (p === null || typeof p !== 'object') fail('EINVAL', 'not a WebAssembly heap buffer');
   const a = arenaOf(p.memory, p.alloc, p.maximumPages, p.reservedBytes);
@@ -246,6 +259,13 @@ function checkPriv(x: unknown): WasmPriv {
     offset + size > a.maximumPages * WASM_PAGE_SIZE
   )
     fail('EINVAL', 'not a WebAssembly heap buffer');
+  const words = buf.exporterWords;
+  if (
+    size !== buf.size ||
+    Atomics.load(words, X_PAGE) !== offset / PAGE_SIZE ||
+    Atomics.load(words, X_HEAP) !== Atomics.load(a.a32, A_ID)
+  )
+    fail('EINVAL', 'the WebAssembly heap data is not that of this buffer');
   return own(
     Object.freeze({
       memory: a.memory,
@@ -266,7 +286,10 @@ function own(p: WasmPriv): WasmPriv {
   return p;
 }
 
-registerSharedExporter(WASM_HEAP_KIND, (data) => ({ ops: wasmHeapBufOps, priv: checkPriv(data) }));
+registerSharedExporter(WASM_HEAP_KIND, (data, buf) => ({
+  ops: wasmHeapBufOps,
+  priv: checkPriv(data, buf),
+}));
 
 const arenas = new WeakMap<DmaHeap, Arena>();
 
@@ -286,8 +309,9 @@ function register(name: unknown, a: Arena): DmaHeap {
           offset,
           size: len,
         };
+        let buf: DmaBuf;
         try {
-          return DmaBuf.export({
+          buf = DmaBuf.export({
             ops: wasmHeapBufOps,
             size: len,
             flags: fdFlags,
@@ -299,6 +323,11 @@ function register(name: unknown, a: Arena): DmaHeap {
           give(a, offset, len);
           throw e;
         }
+        // Before anybody can have a descriptor of it (share is called on what this returns).
+        const words = buf.exporterWords;
+        Atomics.store(words, X_PAGE, offset / PAGE_SIZE);
+        Atomics.store(words, X_HEAP, Atomics.load(a.a32, A_ID));
+        return buf;
       },
     },
   });
@@ -337,6 +366,7 @@ export function createWasmHeap(options: WasmHeapOptions): DmaHeap {
   const a32 = new Int32Array(alloc);
   a32[A_MAX] = max;
   a32[A_RESERVED] = typeof reservedBytes === 'number' ? reservedBytes : 0; // checked by arenaOf
+  a32[A_ID] = (Math.random() * 0x7fffffff) | 1;
   return register(name, arenaOf(mem, alloc, max, reservedBytes));
 }
 

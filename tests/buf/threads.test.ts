@@ -219,6 +219,39 @@ describe('descriptors that must not install', () => {
     buf.put();
     throws(() => DmaBuf.fromShared(desc), 'EBADF');
   });
+
+  it('exporter data that does not match the buffer is EINVAL; the genuine descriptor still installs', async () => {
+    const w = worker();
+    const buf = systemHeap.allocateBuffer(3 * PAGE_SIZE);
+    const desc = buf.share();
+    const exp = desc.exp as {
+      kind: string;
+      data: { chunks: SharedArrayBuffer[]; size: number; chunkSize: number };
+    };
+    const data = exp.data;
+    const tamper = (d: Record<string, unknown>) => ({
+      ...desc,
+      exp: { kind: exp.kind, data: { ...data, ...d } },
+    });
+    // Each would map other bytes than the buffer's, or short, or loop over a zero-length chunk.
+    const forged = [
+      tamper({ size: 4 * PAGE_SIZE }),
+      tamper({ chunks: [] }),
+      tamper({ chunks: [new SharedArrayBuffer(PAGE_SIZE)] }),
+      tamper({ chunks: [new SharedArrayBuffer(0), ...data.chunks] }),
+      tamper({ chunkSize: PAGE_SIZE }),
+      tamper({ chunkSize: 0 }),
+      tamper({ chunks: 'x' }),
+    ];
+    for (const f of forged) await rejects(() => w.call('fromShared', { desc: f }), 'EINVAL');
+    const ref = await w.call('fromShared', { desc });
+    await w.call('write', { ref, length: 3 * PAGE_SIZE, value: 9, count: 3 * PAGE_SIZE });
+    const v = await buf.mmap(0, 3 * PAGE_SIZE);
+    assert.equal(v[3 * PAGE_SIZE - 1], 9, "the worker wrote the buffer's own bytes");
+    await w.call('put', { ref });
+    assert.equal(buf.refcount, 1);
+    buf.put();
+  });
 });
 
 describe('thread exit', () => {
