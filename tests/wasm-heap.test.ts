@@ -11,6 +11,7 @@ import {
   createWasmHeap,
   DMA_FROM_DEVICE,
   DmaBuf,
+  type DmaBufDescriptor,
   DmaHeap,
   Domain,
   PAGE_SIZE,
@@ -194,12 +195,11 @@ describe('WebAssembly heap', () => {
       mine.put();
     });
 
-    it("a descriptor altered on the way (another buffer's pages, another heap) is EINVAL, and frees nothing", async () => {
+    it("a descriptor altered on the way (another buffer's pages, size, or heap) is EINVAL; the genuine one imports", async () => {
       const heap = createWasmHeap({ name: fresh(), maximumPages: 16 });
       const other = createWasmHeap({ name: fresh(), maximumPages: 16 });
       const a = heap.allocateBuffer(PAGE_SIZE);
       const b = heap.allocateBuffer(PAGE_SIZE);
-      const c = other.allocateBuffer(PAGE_SIZE);
       const desc = a.share();
       const exp = desc.exp as { kind: string; data: Record<string, unknown> };
       const od = wasmHeapDescriptor(other);
@@ -208,32 +208,54 @@ describe('WebAssembly heap', () => {
         exp: { kind: exp.kind, data: { ...exp.data, ...d } },
       });
       const forged = [
-        tamper({ offset: wasmHeapBuffer(b).offset }), // b's pages: its release would free them
+        tamper({ offset: wasmHeapBuffer(b).offset }),
         tamper({ size: 2 * PAGE_SIZE }),
-        tamper({ memory: od.memory, alloc: od.alloc }), // the same offset in another heap
+        tamper({ memory: od.memory, alloc: od.alloc }),
       ];
       for (const f of forged) {
         w.postMessage({ op: 'import', buf: f });
         const [r] = (await once(w, 'message')) as [{ code?: string }];
         assert.equal(r.code, 'EINVAL');
       }
-      // The genuine descriptor still imports; b's and c's pages stay taken.
       w.postMessage({ op: 'import', buf: desc });
       const [r] = (await once(w, 'message')) as [{ offset?: number }];
       assert.equal(r.offset, wasmHeapBuffer(a).offset);
-      const next = heap.allocateBuffer(PAGE_SIZE);
-      assert.notEqual(
-        wasmHeapBuffer(next).offset,
-        wasmHeapBuffer(b).offset,
-        'b is still allocated',
+      a.put();
+      b.put();
+    });
+
+    it('once the exporting thread is gone, an importer releases with the place its checked descriptor gave', async () => {
+      // A forged place matters where the release runs with the importer's ops: in a thread that
+      // imported the buffer, after its home thread died.
+      const heap = createWasmHeap({ name: fresh(), maximumPages: 16 });
+      const home = Domain.current().spawn(workerUrl);
+      home.postMessage({ op: 'allocKeep', heap: wasmHeapDescriptor(heap), count: 2 });
+      const [m] = (await once(home, 'message')) as [
+        { bufs: DmaBufDescriptor[]; offsets: number[] },
+      ];
+      const [da, db] = m.bufs as [DmaBufDescriptor, DmaBufDescriptor];
+      const [oa, ob] = m.offsets as [number, number];
+      const exp = da.exp as { kind: string; data: Record<string, unknown> };
+      const forged = { ...da, exp: { kind: exp.kind, data: { ...exp.data, offset: ob } } };
+      assert.equal(
+        code(() => DmaBuf.fromShared(forged)),
+        'EINVAL',
       );
-      const next2 = other.allocateBuffer(PAGE_SIZE);
-      assert.notEqual(
-        wasmHeapBuffer(next2).offset,
-        wasmHeapBuffer(c).offset,
-        'c is still allocated',
-      );
-      for (const x of [a, b, c, next, next2]) x.put();
+      const a = DmaBuf.fromShared(da);
+      const b = DmaBuf.fromShared(db);
+      await home.terminate(); // its references go at its exit; its ops with it
+      for (let i = 0; i < 200 && (a.refcount !== 1 || b.refcount !== 1); i++)
+        await new Promise((res) => setTimeout(res, 10));
+      assert.equal(a.refcount, 1);
+      a.put(); // the release runs here, with the ops and place this thread rebuilt
+      const again = heap.allocateBuffer(PAGE_SIZE);
+      assert.equal(wasmHeapBuffer(again).offset, oa, "a's page was freed");
+      const more = heap.allocateBuffer(PAGE_SIZE);
+      assert.notEqual(wasmHeapBuffer(more).offset, ob, "b's page is still taken");
+      for (const x of [again, more, b]) x.put();
+      const last = heap.allocateBuffer(2 * PAGE_SIZE);
+      assert.equal(wasmHeapBuffer(last).offset, Math.min(oa, ob), 'both pages free at the end');
+      last.put();
     });
   });
 });

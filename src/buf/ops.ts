@@ -171,8 +171,10 @@ export interface SharedExporterBuffer {
  * Rebuilds a shared exporter's ops and priv in the calling thread. A descriptor is a plain object
  * that any code on the way can alter, so the reviver should check `data` against `buf` (the size,
  * and whatever the exporter wrote in the exporter words at export) and throw EINVAL when they
- * disagree: the import then fails with EINVAL instead of handing out ops over other memory. Any
- * other error leaves this thread without the ops (calls are forwarded to the home thread).
+ * disagree. The import then fails with EINVAL, and the exporter's shared state (an allocator, say)
+ * is never handed a place that is not the buffer's. What the words cannot tell apart (one
+ * SharedArrayBuffer from another of the same length) stays unchecked. Any other error leaves this
+ * thread without the ops (calls are forwarded to the home thread).
  */
 export type SharedExporterReviver = (
   data: unknown,

@@ -62,23 +62,28 @@ export interface SystemHeapBuffer {
  * Checks descriptor data against the buffer's record: chunks that cover exactly `size` bytes (every
  * chunk `chunkSize` long but the last, which holds the rest), the size the record holds. EINVAL
  * otherwise: segments are computed from this data, so a chunk list that does not cover the buffer
- * would map short or loop.
+ * would map short or loop. Each field is read once, into a fresh frozen copy, and only the copy is
+ * checked and kept. It cannot tell one SharedArrayBuffer from another of the same length: chunks
+ * of another buffer of the same shape pass (that buffer is then mapped; no shared state is at
+ * stake, the chunks are garbage-collected memory).
  */
 function checkBuffer(x: unknown, size: number): SystemHeapBuffer {
-  const b = x as SystemHeapBuffer;
+  if (x === null || typeof x !== 'object') fail('EINVAL', 'not a system heap buffer');
+  const { chunks: given, size: claimed, chunkSize } = x as SystemHeapBuffer;
+  const chunks = Array.isArray(given) ? [...given] : [];
   if (
-    b === null ||
-    typeof b !== 'object' ||
-    !Array.isArray(b.chunks) ||
-    !b.chunks.every((c) => c instanceof SharedArrayBuffer) ||
-    b.size !== size ||
-    !Number.isSafeInteger(b.chunkSize) ||
-    b.chunkSize <= 0 ||
-    b.chunks.length !== Math.ceil(size / b.chunkSize) ||
-    !b.chunks.every((c, i) => c.byteLength === Math.min(b.chunkSize, size - i * b.chunkSize))
+    claimed !== size ||
+    !Number.isSafeInteger(chunkSize) ||
+    chunkSize <= 0 ||
+    chunks.length !== Math.ceil(size / chunkSize) ||
+    !chunks.every(
+      (c, i) =>
+        c instanceof SharedArrayBuffer &&
+        c.byteLength === Math.min(chunkSize, size - i * chunkSize),
+    )
   )
     fail('EINVAL', 'not a system heap buffer of this size');
-  return Object.freeze({ chunks: Object.freeze([...b.chunks]), size, chunkSize: b.chunkSize });
+  return Object.freeze({ chunks: Object.freeze(chunks), size, chunkSize });
 }
 
 /** Fresh segments covering bytes [from, to) of the buffer. */

@@ -91,9 +91,11 @@ const A_ID = 3;
 const A_BITS = 16;
 
 // A buffer's exporter words (DmaBuf#exporterWords), written at export, so that a thread importing
-// it checks its descriptor's data against them: [0] first page, [1] the heap's id. A descriptor
-// altered on the way (another offset, another heap) would otherwise free another buffer's pages
-// when the buffer is released there.
+// it checks its descriptor's data against them: [0] first page, [1] the heap's id (read from the
+// allocator the descriptor names). Without them an altered offset, size or allocator would free
+// other pages when the release runs in that thread (after the home thread died). The memory
+// itself is not bound: another shared memory given with this heap's allocator is mapped as given,
+// while the release still frees this buffer's own pages.
 const X_PAGE = 0;
 const X_HEAP = 1;
 

@@ -233,7 +233,7 @@ describe('descriptors that must not install', () => {
       ...desc,
       exp: { kind: exp.kind, data: { ...data, ...d } },
     });
-    // Each would map other bytes than the buffer's, or short, or loop over a zero-length chunk.
+    // Each would map short, past the buffer, or loop over a zero-length chunk.
     const forged = [
       tamper({ size: 4 * PAGE_SIZE }),
       tamper({ chunks: [] }),
