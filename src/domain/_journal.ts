@@ -21,6 +21,8 @@
  * reference dropped.
  */
 
+import type { SlotTable } from './_slots.js';
+
 /** A fence-table slot (a `DmaFence` view's reference). */
 export const J_FENCE = 1;
 /** A resv-table record (a `DmaResv` or `WwMutex` view's reference). */
@@ -113,4 +115,18 @@ export function* journalEntries(sab: SharedArrayBuffer, kind: number): Generator
       yield v & SLOT_MASK;
     }
   }
+}
+
+/**
+ * For the exit hook of the module that owns `table`: drops with `put` every reference of `kind`
+ * that a dead thread's journal (undefined: the thread had none) records on a slot of `table`.
+ */
+export function dropJournaled(
+  journal: SharedArrayBuffer | undefined,
+  kind: number,
+  table: SlotTable,
+  put: (slot: number) => void,
+): void {
+  if (journal === undefined) return;
+  for (const slot of journalEntries(journal, kind)) if (table.isSlot(slot)) put(slot);
 }

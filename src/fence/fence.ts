@@ -29,7 +29,7 @@
 
 import { nowNs } from '../clock.js';
 import { beginSignalling, endSignalling, mightWait } from '../debug/lockdep.js';
-import { J_FENCE, journalEntries } from '../domain/_journal.js';
+import { dropJournaled, J_FENCE } from '../domain/_journal.js';
 import { SlotMap } from '../domain/_slotmap.js';
 import { TK_FENCE, ticketClaim, ticketIssue } from '../domain/_tickets.js';
 import {
@@ -495,9 +495,7 @@ export class DmaFence {
     this._timestamp = ts;
     this.flags |= TIMESTAMP;
     this._tsSlot = 0;
-    d.journalRemove(this._jw);
-    this._jw = -1;
-    slotPut(d, slot);
+    this.putSlotRef(d, slot);
     return true;
   }
 
@@ -1019,9 +1017,7 @@ export class DmaFence {
       // Its signaler died before writing the time: keep none, drop the reference.
       const slot = this._tsSlot;
       this._tsSlot = 0;
-      this._domain!.journalRemove(this._jw);
-      this._jw = -1;
-      slotPut(this._domain!, slot);
+      this.putSlotRef(this._domain!, slot);
     }
     if (!this._remote) this.ops.release?.(this);
     // A published fence reports its destruction when its shared slot is freed (slotPut).
@@ -1118,9 +1114,17 @@ export class DmaFence {
     const slot = this._slot;
     this._slot = 0;
     if (pending.get(slot) === this) pending.delete(slot);
-    this._domain!.journalRemove(this._jw);
+    this.putSlotRef(this._domain!, slot);
+  }
+
+  /**
+   * Drops this view's reference on `slot` (its `_slot` or `_tsSlot`): clears its journal word
+   * first, so that a thread killed in between leaks the reference rather than dropping it twice.
+   */
+  private putSlotRef(d: Domain, slot: number): void {
+    d.journalRemove(this._jw);
     this._jw = -1;
-    slotPut(this._domain!, slot);
+    slotPut(d, slot);
   }
 
   /**
@@ -1262,12 +1266,9 @@ onThreadExit(10, (d, thread) => {
 // References the exited thread's views held on fence slots (its own published fences, its views of
 // other threads' fences, its pending async waits) are dropped. After the hook above, so that a
 // pending fence it created is signaled before its last reference can go.
-onThreadExit(30, (d, thread) => {
-  const journal = d.journalOf(thread);
-  if (journal === undefined) return;
-  const t = d.tables.fence;
-  for (const slot of journalEntries(journal, J_FENCE)) if (t.isSlot(slot)) slotPut(d, slot);
-});
+onThreadExit(30, (d, thread) =>
+  dropJournaled(d.journalOf(thread), J_FENCE, d.tables.fence, (slot) => slotPut(d, slot)),
+);
 
 /** The wait policy knobs, re-exported for tests and benchmarks. */
 export { getWaitPolicy };

@@ -64,9 +64,10 @@
  * ```
  */
 
-import { J_RECORD, journalEntries } from '../domain/_journal.js';
+import { dropJournaled, J_RECORD } from '../domain/_journal.js';
+import type { SlotMap } from '../domain/_slotmap.js';
 import { HEADER_WORDS, type SlotTable } from '../domain/_slots.js';
-import { type Domain, onThreadExit } from '../domain/domain.js';
+import { Domain, onThreadExit } from '../domain/domain.js';
 import { trace } from '../trace.js';
 
 export const R_LOCK = 2;
@@ -285,12 +286,9 @@ onThreadExit(20, (d, thread) => {
 // The record references the exited thread's DmaResv and WwMutex views held (its journal, see
 // _journal.ts) are dropped — after the hook above, so that a lock it held is released first, and
 // the last reference can destroy the record.
-onThreadExit(30, (d, thread) => {
-  const journal = d.journalOf(thread);
-  if (journal === undefined) return;
-  const t = d.tables.resv;
-  for (const slot of journalEntries(journal, J_RECORD)) if (t.isSlot(slot)) recordPut(d, slot);
-});
+onThreadExit(30, (d, thread) =>
+  dropJournaled(d.journalOf(thread), J_RECORD, d.tables.resv, (slot) => recordPut(d, slot)),
+);
 
 const HELD_SHIFT = 2 ** 22;
 
@@ -305,4 +303,22 @@ export function packHeld(slot: number, jw: number): number {
 /** The slot and journal word of {@link packHeld}. */
 export function unpackHeld(held: number): [number, number] {
   return [Math.floor(held / HELD_SHIFT), (held % HELD_SHIFT) - 1];
+}
+
+/**
+ * The FinalizationRegistry of a module's record views (DmaResv, WwMutex): when a view is
+ * collected, its entry in `views` goes (unless a newer view took the slot), then its journal word
+ * and its record reference, in that order. Held value: {@link packHeld}.
+ */
+export function viewRegistry<T extends object>(
+  views: SlotMap<WeakRef<T>>,
+): FinalizationRegistry<number> {
+  return new FinalizationRegistry<number>((held) => {
+    const [slot, jw] = unpackHeld(held);
+    const ref = views.get(slot);
+    if (ref !== undefined && ref.deref() === undefined) views.delete(slot);
+    const d = Domain.current();
+    d.journalRemove(jw);
+    recordPut(d, slot);
+  });
 }

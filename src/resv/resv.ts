@@ -86,7 +86,7 @@ import {
   recordPut,
   recordViews,
   registerKind,
-  unpackHeld,
+  viewRegistry,
 } from './_record.js';
 import {
   reservationWwClass,
@@ -344,14 +344,7 @@ let adoptRecord: { d: Domain; slot: number; gen: number } | null = null;
 // shared records: slot → this thread's view (an array-backed map: see _slotmap.ts for why not a Map)
 const views = new SlotMap<WeakRef<DmaResv>>();
 // Held value: the record slot and this thread's journal word for the view's reference (packed).
-const collected = new FinalizationRegistry<number>((held) => {
-  const [slot, jw] = unpackHeld(held);
-  const ref = views.get(slot);
-  if (ref !== undefined && ref.deref() === undefined) views.delete(slot);
-  const d = Domain.current();
-  d.journalRemove(jw);
-  recordPut(d, slot);
-});
+const collected = viewRegistry(views);
 
 export class DmaResv {
   /** @internal */ readonly _d: Domain;
@@ -406,8 +399,7 @@ export class DmaResv {
     this.check();
     // The ticket first: if the table is full (ENOMEM) no reference has been taken yet.
     const ticket = ticketIssue(this._d, TK_RESV, this._slot, this._gen);
-    recordGet(this._d, this._slot);
-    if (views.get(this._slot)?.deref() !== this) views.set(this._slot, new WeakRef(this));
+    this._ref();
     return { t: 'resv', d: this._d.id, s: this._slot, g: this._gen, ...ticket };
   }
 

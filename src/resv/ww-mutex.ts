@@ -84,7 +84,7 @@ import {
   recordPut,
   recordViews,
   stampOf,
-  unpackHeld,
+  viewRegistry,
   wakeRecord,
   younger,
 } from './_record.js';
@@ -246,14 +246,7 @@ let overRecord: { d: Domain; slot: number; gen: number; owning: boolean } | null
 // standalone mutexes: slot → view here (array-backed: see _slotmap.ts for why not a Map)
 const views = new SlotMap<WeakRef<WwMutex>>();
 // Held value: the record slot and this thread's journal word for the view's reference (packed).
-const collected = new FinalizationRegistry<number>((held) => {
-  const [slot, jw] = unpackHeld(held);
-  const ref = views.get(slot);
-  if (ref !== undefined && ref.deref() === undefined) views.delete(slot);
-  const d = Domain.current();
-  d.journalRemove(jw);
-  recordPut(d, slot);
-});
+const collected = viewRegistry(views);
 
 /**
  * A wound/wait mutex (`struct ww_mutex`) whose state lives in a record of the domain's shared

@@ -2434,6 +2434,7 @@ export const NOT_ENTRY_POINTS: Readonly<Record<string, string>> = {
   'DmaFence#defaultWait': TS_PRIVATE,
   'DmaFence#publish': INTERNAL,
   'DmaFence#dropSlot': TS_PRIVATE,
+  'DmaFence#putSlotRef': TS_PRIVATE,
   'new DmaFenceArray': TS_PRIVATE,
   'new DmaHeap': TS_PRIVATE,
   'DmaResv#check': TS_PRIVATE,
